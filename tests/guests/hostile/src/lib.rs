@@ -1,0 +1,92 @@
+//! A deliberately misbehaving guardrail for the host's tests. Its configuration
+//! (`{"mode": "..."}`) picks the misbehaviour:
+//!
+//! * `allow` / `deny`: behave (a trivial policy, also used by benchmarks);
+//! * `loop`: spin forever; `sleepy-loop`: spin with host calls in between;
+//! * `memory`: allocate without bound; `stack`: recurse without bound;
+//! * `trap`: hit `unreachable`; `panic`: panic with a message;
+//! * `huge`: return a 100 MB finding message; `log-spam`: log a million lines;
+//! * `bad-span`: return a redaction outside the text; `matcher-bomb`: ask the host to
+//!   compile an enormous regular expression.
+
+use portcullis_sdk::{
+    Category, ChatRequest, Edit, Finding, Guardrail, Level, Modification, Redaction, Severity,
+    Span, Verdict, config, log,
+};
+
+#[derive(serde::Deserialize)]
+struct Config {
+    mode: String,
+}
+
+struct Hostile;
+
+impl Guardrail for Hostile {
+    fn check_request(request: ChatRequest) -> Verdict {
+        let cfg: Config = match config() {
+            Ok(c) => c,
+            Err(e) => return Verdict::error(e),
+        };
+        match cfg.mode.as_str() {
+            "allow" => Verdict::Allow(Vec::new()),
+            "deny" => Verdict::Deny(vec![Finding::new(Category::Jailbreak, Severity::High, "always denies")]),
+            "loop" => loop {
+                std::hint::black_box(&request);
+            },
+            "sleepy-loop" => loop {
+                log(Level::Trace, "still here");
+            },
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "stack" => Verdict::Allow(vec![Finding::new(
+                Category::Custom(format!("{}", recurse(std::hint::black_box(1)))),
+                Severity::Low,
+                "unreachable",
+            )]),
+            "trap" => {
+                #[cfg(target_arch = "wasm32")]
+                core::arch::wasm32::unreachable();
+                #[cfg(not(target_arch = "wasm32"))]
+                unreachable!()
+            }
+            "panic" => panic!("hostile policy panics on purpose"),
+            "huge" => Verdict::Deny(vec![Finding::new(
+                Category::Jailbreak,
+                Severity::High,
+                "x".repeat(100 << 20),
+            )]),
+            "log-spam" => {
+                for i in 0..1_000_000 {
+                    log(Level::Info, &format!("spam line {i} {}", "y".repeat(100)));
+                }
+                Verdict::Allow(Vec::new())
+            }
+            "bad-span" => Verdict::Modify(Modification {
+                edits: vec![Edit::Redact(Redaction {
+                    span: Span { index: 0, start: 0, end: u32::MAX },
+                    replacement: "[X]".into(),
+                })],
+                findings: Vec::new(),
+            }),
+            "matcher-bomb" => match portcullis_sdk::Matcher::new(&["(a{1000}){1000}"]) {
+                Ok(_) => Verdict::Allow(Vec::new()),
+                Err(e) => Verdict::error(e),
+            },
+            other => Verdict::error(format!("unknown mode {other:?}")),
+        }
+    }
+}
+
+#[inline(never)]
+fn recurse(n: u64) -> u64 {
+    let mut buf = [n; 64];
+    std::hint::black_box(&mut buf);
+    if n == u64::MAX { n } else { buf[0] + recurse(n + 1) }
+}
+
+portcullis_sdk::export_guardrail!(Hostile);
