@@ -1,1 +1,23 @@
+//! # Portcullis
+//!
+//! A WebAssembly policy-engine host for LLM traffic. Policies (input guardrails,
+//! output filters, tool sandboxes) are WebAssembly components implementing the
+//! `portcullis:policy` WIT contract; the host runs each evaluation in a fresh,
+//! fuel-limited sandbox and combines the verdicts of a pipeline of policies.
+//!
+//! * [`engine`]: wasmtime setup, compilation cache, limits and sandboxed runs;
+//! * [`policy`]: a loaded policy and its entry points;
+//! * [`matchers`]: host-compiled regular expressions policies may use;
+//! * [`config`]: the pipeline configuration file;
+//! * [`pipeline`]: stages, verdict combination and decisions;
+//! * [`openai`]: OpenAI Chat Completions payloads in and out of the contract types;
+//! * [`fixtures`]: running policies' fixtures (the CI eval gate).
 
+pub mod bindings;
+pub mod config;
+pub mod engine;
+pub mod fixtures;
+pub mod matchers;
+pub mod openai;
+pub mod pipeline;
+pub mod policy;

@@ -1,1 +1,198 @@
-fn main(){}
+//! The `portcullis` command line.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use portcullis::config::{PipelineConfig, Stage};
+use portcullis::openai;
+use portcullis::pipeline::{Action, Decision, Pipeline};
+use serde_json::{Value, json};
+
+/// Portcullis: run signed WebAssembly policies around LLM traffic.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run requests or responses (JSON lines) through the pipeline and print one
+    /// decision per line.
+    ///
+    /// Each input line is an OpenAI Chat Completions request (has "messages") or
+    /// response (has "choices"), with an optional "id". A response line may carry the
+    /// "tools" that were offered, so tool calls can be checked against their schemas.
+    /// Denied requests still exit 0; only usage and configuration errors do not.
+    ///
+    /// Example: portcullis check --config examples/portcullis.toml examples/requests/input.jsonl
+    Check {
+        /// Pipeline configuration (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Run only this stage (default: every stage that applies to the line).
+        #[arg(long, value_parser = parse_stage)]
+        stage: Option<Stage>,
+        /// JSON lines file, or - for standard input.
+        #[arg(default_value = "-")]
+        input: String,
+    },
+    /// Run every policy's fixtures against its compiled component; exit non-zero on any
+    /// mismatch (the CI eval gate).
+    ///
+    /// Example: portcullis test --config examples/portcullis.toml
+    Test {
+        /// Pipeline configuration (TOML).
+        #[arg(long, short, default_value = "portcullis.toml")]
+        config: PathBuf,
+    },
+}
+
+fn parse_stage(s: &str) -> Result<Stage, String> {
+    match s {
+        "input" => Ok(Stage::Input),
+        "tool" => Ok(Stage::Tool),
+        "output" => Ok(Stage::Output),
+        other => Err(format!("unknown stage {other:?}: use input, tool or output")),
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Check { config, stage, input } => check(&config, stage, &input).await,
+            Command::Test { config } => test(&config).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn load(config: &Path) -> anyhow::Result<Pipeline> {
+    let config = PipelineConfig::load(config)?;
+    Ok(Pipeline::load(&config).await?)
+}
+
+async fn check(config: &Path, stage: Option<Stage>, input: &str) -> anyhow::Result<ExitCode> {
+    let pipeline = load(config).await?;
+    let reader: Box<dyn BufRead> = if input == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(input).with_context(|| format!("cannot open {input}"))?,
+        ))
+    };
+    let mut out = std::io::stdout().lock();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {input}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let result = check_line(&pipeline, stage, n + 1, &line).await;
+        let printed = result.unwrap_or_else(|e| json!({"line": n + 1, "error": e}));
+        writeln!(out, "{printed}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One input line to one decision line; `Err` is a per-line error message.
+async fn check_line(pipeline: &Pipeline, stage: Option<Stage>, n: usize, line: &str) -> Result<Value, String> {
+    let mut body: Value = serde_json::from_str(line).map_err(|e| format!("line {n}: invalid JSON: {e}"))?;
+    let id = body.get("id").and_then(Value::as_str).map_or_else(|| format!("line-{n}"), str::to_string);
+    let is_response = match stage {
+        Some(Stage::Output) => true,
+        Some(_) => false,
+        None => body.get("choices").is_some() && body.get("messages").is_none(),
+    };
+    let bad = |e: openai::PayloadError| format!("line {n}: {e}");
+    let decision: Decision;
+    if is_response {
+        let response = openai::parse_response(&body).map_err(bad)?;
+        let tools = openai::parse_tools(body.get("tools")).map_err(bad)?;
+        let context = portcullis::bindings::RequestContext {
+            request_id: id.clone(),
+            client_id: "cli".into(),
+            model: response.model.clone(),
+            metadata: Vec::new(),
+        };
+        decision = pipeline.check_response(&context, &tools, &response, stage).await;
+        for (choice, text) in &decision.modified {
+            openai::set_choice_content(&mut body, *choice, text);
+        }
+        openai::remove_tool_calls(&mut body, &decision.denied_calls);
+    } else {
+        let request = openai::parse_request(&body, &id, "cli").map_err(bad)?;
+        decision = pipeline.check_request(&request, stage).await;
+        for (index, text) in &decision.modified {
+            openai::set_message_content(&mut body, *index, text);
+        }
+    }
+    let mut out = json!({
+        "id": id,
+        "kind": if is_response { "response" } else { "request" },
+        "verdict": decision.verdict,
+        "findings": decision.findings,
+        "policies": decision.runs,
+    });
+    if !decision.denied_tools.is_empty() {
+        out["denied_tools"] = json!(decision.denied_tools);
+    }
+    if !decision.denied_calls.is_empty() {
+        out["denied_calls"] = json!(decision.denied_calls);
+    }
+    if decision.verdict == Action::Modify {
+        out["modified"] = body;
+    }
+    Ok(out)
+}
+
+async fn test(config: &Path) -> anyhow::Result<ExitCode> {
+    let pipeline = load(config).await?;
+    let (mut passed, mut failed) = (0, 0);
+    for entry in pipeline.entries() {
+        if entry.fixtures.is_none() {
+            println!("{}: no fixtures configured (skipped)", entry.policy.name());
+            continue;
+        }
+        let report = portcullis::fixtures::run(pipeline.engine(), entry)
+            .await
+            .map_err(|e| anyhow::anyhow!("policy {}: {e}", entry.policy.name()))?;
+        println!(
+            "{}: {}/{} fixtures passed ({})",
+            report.policy,
+            report.passed,
+            report.passed + report.failures.len(),
+            report.file.display()
+        );
+        for failure in &report.failures {
+            println!("  FAIL {failure}");
+        }
+        passed += report.passed;
+        failed += report.failures.len();
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

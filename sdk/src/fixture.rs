@@ -20,7 +20,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-use crate::{Category, Role, Severity};
+use crate::{Authorization, Category, Edit, Role, Severity, Verdict};
 
 /// One fixture case.
 #[derive(Debug, Clone, Deserialize)]
@@ -264,6 +264,55 @@ pub fn apply_redactions(text: &str, redactions: &[(usize, usize, &str)]) -> Resu
     }
     out.push_str(&text[copied..]);
     Ok(out)
+}
+
+/// What a verdict on `texts` amounts to (edits applied, by index).
+pub fn observe_verdict(verdict: Verdict, texts: &[String]) -> Result<Observed, String> {
+    let (name, findings, edits) = match verdict {
+        Verdict::Allow(f) => ("allow", f, Vec::new()),
+        Verdict::Deny(f) => ("deny", f, Vec::new()),
+        Verdict::Modify(m) => ("modify", m.findings, m.edits),
+    };
+    let mut observed = Observed {
+        verdict: name.to_string(),
+        categories: findings.iter().map(|f| category_name(&f.category)).collect(),
+        severities: findings.iter().map(|f| severity_name(f.severity).to_string()).collect(),
+        ..Default::default()
+    };
+    let mut per_index: std::collections::BTreeMap<usize, Vec<(usize, usize, &str)>> = Default::default();
+    for edit in &edits {
+        match edit {
+            Edit::Redact(r) => per_index.entry(r.span.index as usize).or_default().push((
+                r.span.start as usize,
+                r.span.end as usize,
+                r.replacement.as_str(),
+            )),
+            Edit::Replace((index, text)) => {
+                observed.texts.insert(*index as usize, text.clone());
+            }
+        }
+    }
+    for (index, redactions) in per_index {
+        let text = texts.get(index).ok_or_else(|| format!("edit for missing text {index}"))?;
+        observed.texts.insert(index, apply_redactions(text, &redactions)?);
+    }
+    Ok(observed)
+}
+
+/// What a list of authorizations amounts to.
+pub fn observe_authorizations(auths: &[Authorization]) -> Observed {
+    let mut observed = Observed::default();
+    for (i, a) in auths.iter().enumerate() {
+        if let Authorization::Deny(findings) = a {
+            observed.denied.push(i);
+            for f in findings {
+                observed.categories.push(category_name(&f.category));
+                observed.severities.push(severity_name(f.severity).to_string());
+            }
+        }
+    }
+    observed.verdict = if observed.denied.is_empty() { "allow" } else { "deny" }.to_string();
+    observed
 }
 
 #[cfg(test)]

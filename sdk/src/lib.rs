@@ -124,6 +124,7 @@ pub mod bindings {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
 use bindings::imports::portcullis::policy::host as host_api;
 pub use bindings::imports::portcullis::policy::host::Level;
 pub use bindings::imports::portcullis::policy::types::{

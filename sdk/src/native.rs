@@ -3,10 +3,10 @@
 
 use std::cell::RefCell;
 
-use crate::fixture::{self, CheckKind, Fixture, Observed};
+use crate::fixture::{self, CheckKind, Fixture, Observed, observe_authorizations, observe_verdict};
 use crate::{
-    Authorization, ChatRequest, Edit, Guardrail, Message, OutputFilter, RequestContext, Scanner,
-    ToolCall, ToolDefinition, ToolSandbox, Verdict,
+    Authorization, ChatRequest, Guardrail, Message, OutputFilter, RequestContext, Scanner, ToolCall,
+    ToolDefinition, ToolSandbox, Verdict,
 };
 
 thread_local! {
@@ -131,51 +131,4 @@ impl NativePolicy {
             }
         }
     }
-}
-
-fn observe_verdict(verdict: Verdict, texts: &[String]) -> Result<Observed, String> {
-    let (name, findings, edits) = match verdict {
-        Verdict::Allow(f) => ("allow", f, Vec::new()),
-        Verdict::Deny(f) => ("deny", f, Vec::new()),
-        Verdict::Modify(m) => ("modify", m.findings, m.edits),
-    };
-    let mut observed = Observed {
-        verdict: name.to_string(),
-        categories: findings.iter().map(|f| fixture::category_name(&f.category)).collect(),
-        severities: findings.iter().map(|f| fixture::severity_name(f.severity).to_string()).collect(),
-        ..Default::default()
-    };
-    let mut per_index: std::collections::BTreeMap<usize, Vec<(usize, usize, &str)>> = Default::default();
-    for edit in &edits {
-        match edit {
-            Edit::Redact(r) => per_index.entry(r.span.index as usize).or_default().push((
-                r.span.start as usize,
-                r.span.end as usize,
-                r.replacement.as_str(),
-            )),
-            Edit::Replace((index, text)) => {
-                observed.texts.insert(*index as usize, text.clone());
-            }
-        }
-    }
-    for (index, redactions) in per_index {
-        let text = texts.get(index).ok_or_else(|| format!("edit for missing text {index}"))?;
-        observed.texts.insert(index, fixture::apply_redactions(text, &redactions)?);
-    }
-    Ok(observed)
-}
-
-fn observe_authorizations(auths: &[Authorization]) -> Observed {
-    let mut observed = Observed::default();
-    for (i, a) in auths.iter().enumerate() {
-        if let Authorization::Deny(findings) = a {
-            observed.denied.push(i);
-            for f in findings {
-                observed.categories.push(fixture::category_name(&f.category));
-                observed.severities.push(fixture::severity_name(f.severity).to_string());
-            }
-        }
-    }
-    observed.verdict = if observed.denied.is_empty() { "allow" } else { "deny" }.to_string();
-    observed
 }

@@ -5,7 +5,8 @@
 //! * `loop`: spin forever; `sleepy-loop`: spin with host calls in between;
 //! * `memory`: allocate without bound; `stack`: recurse without bound;
 //! * `trap`: hit `unreachable`; `panic`: panic with a message;
-//! * `huge`: return a 100 MB finding message; `log-spam`: log a million lines;
+//! * `big`: return a 2 MiB finding message; `huge`: a 100 MB one;
+//! * `log-spam`: log a million lines;
 //! * `bad-span`: return a redaction outside the text; `matcher-bomb`: ask the host to
 //!   compile an enormous regular expression.
 
@@ -55,6 +56,7 @@ impl Guardrail for Hostile {
                 unreachable!()
             }
             "panic" => panic!("hostile policy panics on purpose"),
+            "big" => Verdict::Deny(vec![Finding::new(Category::Jailbreak, Severity::High, "x".repeat(2 << 20))]),
             "huge" => Verdict::Deny(vec![Finding::new(
                 Category::Jailbreak,
                 Severity::High,
@@ -82,11 +84,11 @@ impl Guardrail for Hostile {
     }
 }
 
+/// Recursion that keeps every frame on the wasm call stack (no shadow-stack buffers),
+/// so it overflows the engine's stack limit rather than linear memory.
 #[inline(never)]
 fn recurse(n: u64) -> u64 {
-    let mut buf = [n; 64];
-    std::hint::black_box(&mut buf);
-    if n == u64::MAX { n } else { buf[0] + recurse(n + 1) }
+    if n == u64::MAX { n } else { std::hint::black_box(recurse(std::hint::black_box(n + 1))) + 1 }
 }
 
 portcullis_sdk::export_guardrail!(Hostile);

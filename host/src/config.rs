@@ -1,0 +1,357 @@
+//! The pipeline configuration file (TOML).
+//!
+//! ```toml
+//! [engine]
+//! max_concurrent = 128            # evaluations in flight (pool size)
+//! # cache_dir = "/var/cache/portcullis"   # compiled-code cache, owner-only
+//!
+//! [limits]                        # defaults and operator ceilings for every policy
+//! fuel = 200_000_000
+//! deadline_ms = 100
+//! memory_mb = 32
+//!
+//! [[policies]]
+//! name = "pii"
+//! path = "policies/pii.wasm"      # relative to this file
+//! stages = ["input", "output"]
+//! on_error = "deny"               # deny (default) or allow
+//! mode = "enforce"                # enforce (default) or monitor
+//! fixtures = "policies/pii/fixtures/cases.jsonl"
+//! config = { action = "redact" }  # handed to the policy as JSON
+//! limits = { deadline_ms = 50 }   # may only tighten the [limits] ceilings
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::engine::{EngineOptions, Limits};
+
+/// A configuration that cannot be used, with the key at fault and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown/mistyped keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// The values are inconsistent.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The offending key, e.g. `policies[2].stages`.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// A pipeline stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Input guardrails on the incoming request.
+    Input,
+    /// Tool sandbox on tools offered and tool calls made.
+    Tool,
+    /// Output filters on the model's response.
+    Output,
+}
+
+impl Stage {
+    /// `input`, `tool` or `output`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Input => "input",
+            Stage::Tool => "tool",
+            Stage::Output => "output",
+        }
+    }
+}
+
+/// What a failed policy run (error, timeout, fuel exhausted) means.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Treat the failure as a deny (fail closed).
+    #[default]
+    Deny,
+    /// Treat the failure as an allow (fail open), still recorded as a failure.
+    Allow,
+}
+
+/// Whether a policy's verdict is applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Verdicts are applied.
+    #[default]
+    Enforce,
+    /// Verdicts are recorded, never applied.
+    Monitor,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Engine settings.
+    #[serde(default)]
+    pub engine: EngineSection,
+    /// Default limits and ceilings.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// The policies, in order (order matters when modifications compose).
+    #[serde(default)]
+    pub policies: Vec<PolicyConfig>,
+    /// Directory of the file; relative paths are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `[engine]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSection {
+    /// Evaluations in flight at once.
+    pub max_concurrent: u32,
+    /// Compiled-code cache directory.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection { max_concurrent: EngineOptions::default().max_concurrent, cache_dir: None }
+    }
+}
+
+/// `[limits]` and a policy's `limits`: all optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Fuel per evaluation.
+    pub fuel: Option<u64>,
+    /// Wall-clock deadline per evaluation, milliseconds.
+    pub deadline_ms: Option<u64>,
+    /// Linear memory per evaluation, MiB.
+    pub memory_mb: Option<u32>,
+    /// Bytes of strings a policy may return, KiB.
+    pub max_output_kb: Option<u32>,
+    /// Log lines kept per evaluation.
+    pub max_log_lines: Option<u32>,
+}
+
+/// One `[[policies]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Unique name (used in decisions, logs and metrics).
+    pub name: String,
+    /// The component file.
+    pub path: PathBuf,
+    /// Stages the policy runs in.
+    pub stages: Vec<Stage>,
+    /// Meaning of a failed run.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Enforce or monitor.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Fixtures file for `portcullis test`.
+    #[serde(default)]
+    pub fixtures: Option<PathBuf>,
+    /// The policy's own configuration, handed over as JSON.
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+    /// Tighter limits for this policy.
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+impl PipelineConfig {
+    /// Read, parse and validate a configuration file.
+    pub fn load(path: &Path) -> Result<PipelineConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, path, base)
+    }
+
+    /// Parse and validate TOML text; `path` is used in messages, `base_dir` resolves
+    /// relative paths.
+    pub fn parse(text: &str, path: &Path, base_dir: PathBuf) -> Result<PipelineConfig, ConfigError> {
+        let mut config: PipelineConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        config.base_dir = base_dir;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid { path: path.to_path_buf(), key, message };
+        if self.engine.max_concurrent == 0 {
+            return Err(invalid("engine.max_concurrent".into(), "must be at least 1".into()));
+        }
+        self.ceilings().map_err(|(k, m)| invalid(format!("limits.{k}"), m))?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in self.policies.iter().enumerate() {
+            let key = |field: &str| format!("policies[{i}].{field}");
+            if p.name.trim().is_empty() {
+                return Err(invalid(key("name"), "must not be empty".into()));
+            }
+            if !seen.insert(p.name.as_str()) {
+                return Err(invalid(key("name"), format!("{:?} is used twice; names must be unique", p.name)));
+            }
+            if p.stages.is_empty() {
+                return Err(invalid(key("stages"), "list at least one of \"input\", \"tool\", \"output\"".into()));
+            }
+            self.limits_for(p).map_err(|(k, m)| invalid(key(&format!("limits.{k}")), m))?;
+        }
+        Ok(())
+    }
+
+    /// The resolved path of a file named in the configuration.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+
+    /// Engine options from `[engine]` and the memory ceiling.
+    pub fn engine_options(&self) -> EngineOptions {
+        let ceilings = self.ceilings().unwrap_or_default();
+        EngineOptions {
+            max_concurrent: self.engine.max_concurrent,
+            max_memory_bytes: ceilings.memory_bytes.max(EngineOptions::default().max_memory_bytes),
+            cache_dir: self.engine.cache_dir.as_ref().map(|d| self.resolve(d)),
+        }
+    }
+
+    /// The `[limits]` section applied over the built-in defaults.
+    fn ceilings(&self) -> Result<Limits, (String, String)> {
+        let base = Limits::default();
+        let l = &self.limits;
+        let limits = Limits {
+            fuel: l.fuel.unwrap_or(base.fuel),
+            deadline_ms: l.deadline_ms.unwrap_or(base.deadline_ms),
+            memory_bytes: l.memory_mb.map_or(base.memory_bytes, |m| (m as usize) << 20),
+            max_output_bytes: l.max_output_kb.map_or(base.max_output_bytes, |k| (k as usize) << 10),
+            max_log_lines: l.max_log_lines.unwrap_or(base.max_log_lines),
+        };
+        check_positive(&limits)?;
+        Ok(limits)
+    }
+
+    /// The effective limits of a policy: its own values, which may only tighten the
+    /// `[limits]` ceilings.
+    pub fn limits_for(&self, policy: &PolicyConfig) -> Result<Limits, (String, String)> {
+        let ceil = self.ceilings()?;
+        let own = &policy.limits;
+        let pick = |key: &str, own: Option<u64>, ceiling: u64| match own {
+            Some(v) if v > ceiling => Err((
+                key.to_string(),
+                format!("{v} exceeds the operator ceiling of {ceiling} in [limits]; lower it or raise the ceiling"),
+            )),
+            Some(v) => Ok(v),
+            None => Ok(ceiling),
+        };
+        let limits = Limits {
+            fuel: pick("fuel", own.fuel, ceil.fuel)?,
+            deadline_ms: pick("deadline_ms", own.deadline_ms, ceil.deadline_ms)?,
+            memory_bytes: pick("memory_mb", own.memory_mb.map(|m| (m as u64) << 20), ceil.memory_bytes as u64)?
+                as usize,
+            max_output_bytes: pick(
+                "max_output_kb",
+                own.max_output_kb.map(|k| (k as u64) << 10),
+                ceil.max_output_bytes as u64,
+            )? as usize,
+            max_log_lines: pick("max_log_lines", own.max_log_lines.map(u64::from), ceil.max_log_lines.into())?
+                as u32,
+        };
+        check_positive(&limits)?;
+        Ok(limits)
+    }
+}
+
+fn check_positive(l: &Limits) -> Result<(), (String, String)> {
+    let zero = |k: &str| Err((k.to_string(), "must be greater than zero".to_string()));
+    if l.fuel == 0 {
+        return zero("fuel");
+    }
+    if l.deadline_ms == 0 {
+        return zero("deadline_ms");
+    }
+    if l.memory_bytes == 0 {
+        return zero("memory_mb");
+    }
+    Ok(())
+}
+
+impl PolicyConfig {
+    /// The policy's configuration as JSON text (`{}` when absent).
+    pub fn config_json(&self) -> String {
+        match &self.config {
+            Some(table) => serde_json::to_string(table).unwrap_or_else(|_| "{}".to_string()),
+            None => "{}".to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PipelineConfig, ConfigError> {
+        PipelineConfig::parse(text, Path::new("test.toml"), PathBuf::from("/etc/p"))
+    }
+
+    #[test]
+    fn parses_policies_and_resolves_paths_and_limits() {
+        let c = parse(
+            r#"
+            [limits]
+            fuel = 1000
+            [[policies]]
+            name = "a"
+            path = "a.wasm"
+            stages = ["input", "output"]
+            config = { threshold = 0.5, roles = ["user"] }
+            limits = { fuel = 10 }
+            "#,
+        )
+        .unwrap();
+        let p = &c.policies[0];
+        assert_eq!(c.resolve(&p.path), PathBuf::from("/etc/p/a.wasm"));
+        assert_eq!(c.limits_for(p).unwrap().fuel, 10);
+        assert_eq!(p.on_error, OnError::Deny);
+        assert_eq!(p.mode, Mode::Enforce);
+        let json: serde_json::Value = serde_json::from_str(&p.config_json()).unwrap();
+        assert_eq!(json["roles"][0], "user");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_fix() {
+        let e = parse("[[policies]]\nname = \"a\"\npath = \"a\"\nstages = [\"input\"]\nlimits = { fuel = 999999999999 }\n");
+        let msg = e.unwrap_err().to_string();
+        assert!(msg.contains("policies[0].limits.fuel") && msg.contains("ceiling"), "{msg}");
+        let e = parse("[[policies]]\nname = \"a\"\npath = \"a\"\nstages = [\"inputs\"]\n").unwrap_err().to_string();
+        assert!(e.contains("inputs"), "{e}");
+        let e = parse("[engine]\nbogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let dup = "[[policies]]\nname = \"a\"\npath = \"a\"\nstages = [\"input\"]\n";
+        let e = parse(&format!("{dup}{dup}")).unwrap_err().to_string();
+        assert!(e.contains("policies[1].name") && e.contains("unique"), "{e}");
+        let e = parse("[[policies]]\nname = \"a\"\npath = \"a\"\nstages = []\n").unwrap_err().to_string();
+        assert!(e.contains("policies[0].stages"), "{e}");
+    }
+}

@@ -1,0 +1,746 @@
+//! The pipeline: policies grouped by stage, run concurrently within a stage, verdicts
+//! combined into one [`Decision`].
+//!
+//! Combination rules, per stage:
+//! * a failed run (error, timeout, fuel exhausted, invalid answer) counts as its
+//!   policy's `on_error` (deny by default) and is recorded as the failure it was;
+//! * a policy in `monitor` mode is run and recorded, never applied;
+//! * any deny denies: the stage's other runs are cancelled (recorded as `skipped`) and
+//!   later stages do not run;
+//! * modifications compose in configuration order: when several policies modify, the
+//!   first one's edits are applied and each later one is re-run, in order, on the
+//!   already modified text, so no edit is computed against stale offsets.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::bindings::{
+    Authorization, Category, ChatRequest, Edit, Finding, Message, RequestContext, Role, Severity,
+    ToolCall, ToolDefinition, Verdict,
+};
+use crate::config::{Mode, OnError, PipelineConfig, Stage};
+use crate::engine::{Engine, EngineError, Outcome, Run};
+use crate::openai::ModelResponse;
+use crate::policy::Policy;
+
+/// Why a pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The engine could not be set up, or a component is invalid.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A policy file cannot be read.
+    #[error("policy {policy}: cannot read {path}: {source}")]
+    Read {
+        /// Policy name.
+        policy: String,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A policy is configured for a stage its component does not implement.
+    #[error("policy {policy}: configured for stage {stage} but the component does not export {export}")]
+    WrongStage {
+        /// Policy name.
+        policy: String,
+        /// The stage.
+        stage: &'static str,
+        /// The missing export.
+        export: &'static str,
+    },
+    /// A policy failed its warm-up evaluation (bad configuration, crash at start).
+    #[error("policy {policy}: failed its warm-up evaluation: {outcome}")]
+    WarmUp {
+        /// Policy name.
+        policy: String,
+        /// What happened.
+        outcome: String,
+    },
+}
+
+/// One policy in the pipeline, with how its verdicts are used.
+pub struct Entry {
+    /// The loaded policy.
+    pub policy: Policy,
+    /// Stages it runs in.
+    pub stages: Vec<Stage>,
+    /// Meaning of a failed run.
+    pub on_error: OnError,
+    /// Enforce or monitor.
+    pub mode: Mode,
+    /// Fixtures file, resolved.
+    pub fixtures: Option<PathBuf>,
+    /// The component file, resolved.
+    pub path: PathBuf,
+}
+
+/// A loaded pipeline.
+pub struct Pipeline {
+    engine: Arc<Engine>,
+    entries: Vec<Arc<Entry>>,
+}
+
+/// What a decision does with the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Pass through unchanged.
+    Allow,
+    /// Refuse.
+    Deny,
+    /// Pass through with the modifications applied.
+    Modify,
+}
+
+/// A finding, attributed to the policy and stage that reported it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reported {
+    /// Policy name.
+    pub policy: String,
+    /// Stage.
+    pub stage: Stage,
+    /// Category name (`custom` categories by their own name).
+    pub category: String,
+    /// `low` .. `critical`.
+    pub severity: &'static str,
+    /// The policy's message.
+    pub message: String,
+    /// Where, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span: Option<SpanOut>,
+    /// Confidence, if scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    /// False for monitor-mode policies (recorded, not applied).
+    pub enforced: bool,
+}
+
+/// A finding's location.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct SpanOut {
+    /// Message, choice, tool or call index.
+    pub index: u32,
+    /// First byte.
+    pub start: u32,
+    /// End byte (exclusive).
+    pub end: u32,
+}
+
+/// The truthful record of one policy evaluation.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Policy name.
+    pub policy: String,
+    /// Component digest.
+    pub digest: String,
+    /// Stage.
+    pub stage: Stage,
+    /// What was evaluated: `request`, `response[i]`, `tools` or `calls`.
+    pub target: String,
+    /// ok, error, timeout, fuel-exhausted or skipped, with a reason for errors.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// The policy's own verdict, when it gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<&'static str>,
+    /// Enforce or monitor.
+    pub mode: Mode,
+    /// Fuel consumed.
+    pub fuel: u64,
+    /// Wall-clock microseconds.
+    pub micros: u64,
+    /// Log lines dropped over the cap.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub logs_dropped: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The combined result of running the pipeline on a request or a response.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// Overall verdict.
+    pub verdict: Action,
+    /// Every finding, enforced or not.
+    pub findings: Vec<Reported>,
+    /// Every policy run.
+    pub runs: Vec<RunRecord>,
+    /// Rewritten message (request) or choice (response) texts, by index.
+    #[serde(skip)]
+    pub modified: BTreeMap<usize, String>,
+    /// Indices of offered tools that were refused.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied_tools: Vec<usize>,
+    /// Indices of tool calls that were refused.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied_calls: Vec<usize>,
+}
+
+impl Decision {
+    fn new() -> Self {
+        Decision {
+            verdict: Action::Allow,
+            findings: Vec::new(),
+            runs: Vec::new(),
+            modified: BTreeMap::new(),
+            denied_tools: Vec::new(),
+            denied_calls: Vec::new(),
+        }
+    }
+
+    fn denied(&self) -> bool {
+        self.verdict == Action::Deny
+    }
+}
+
+/// What a text stage evaluates.
+#[derive(Clone)]
+enum Subject {
+    Request(ChatRequest),
+    Response { context: RequestContext, choice: usize, text: String },
+}
+
+impl Subject {
+    async fn evaluate(&self, policy: &Policy) -> Run<Verdict> {
+        match self {
+            Subject::Request(r) => policy.check_request(r).await,
+            Subject::Response { context, text, .. } => policy.check_response(context, text).await,
+        }
+    }
+
+    fn text(&self, index: u32) -> Option<&str> {
+        match self {
+            Subject::Request(r) => r.messages.get(index as usize).map(|m| m.content.as_str()),
+            Subject::Response { text, .. } => (index == 0).then_some(text.as_str()),
+        }
+    }
+
+    fn set_text(&mut self, index: u32, new: String) {
+        match self {
+            Subject::Request(r) => {
+                if let Some(m) = r.messages.get_mut(index as usize) {
+                    m.content = new;
+                }
+            }
+            Subject::Response { text, .. } => *text = new,
+        }
+    }
+
+    fn target(&self) -> String {
+        match self {
+            Subject::Request(_) => "request".into(),
+            Subject::Response { choice, .. } => format!("response[{choice}]"),
+        }
+    }
+
+    /// The external index of text `index` (message index, or choice index).
+    fn external_index(&self, index: u32) -> usize {
+        match self {
+            Subject::Request(_) => index as usize,
+            Subject::Response { choice, .. } => *choice,
+        }
+    }
+}
+
+impl Pipeline {
+    /// Load every policy of `config`, check each against its stages, and run one
+    /// warm-up evaluation per stage (which also compiles its host matchers).
+    pub async fn load(config: &PipelineConfig) -> Result<Pipeline, LoadError> {
+        let engine = Engine::new(&config.engine_options())?;
+        Self::load_with(&engine, config).await
+    }
+
+    /// Like [`Pipeline::load`] with an existing engine.
+    pub async fn load_with(engine: &Arc<Engine>, config: &PipelineConfig) -> Result<Pipeline, LoadError> {
+        let mut entries = Vec::new();
+        for p in &config.policies {
+            let path = config.resolve(&p.path);
+            let wasm = std::fs::read(&path)
+                .map_err(|source| LoadError::Read { policy: p.name.clone(), path: path.clone(), source })?;
+            let limits = config.limits_for(p).map_err(|(key, message)| EngineError::Invalid {
+                policy: p.name.clone(),
+                reason: format!("limits.{key}: {message}"),
+            })?;
+            let policy = engine.load(&p.name, &wasm, p.config_json(), limits)?;
+            let entry = Entry {
+                policy,
+                stages: p.stages.clone(),
+                on_error: p.on_error,
+                mode: p.mode,
+                fixtures: p.fixtures.as_ref().map(|f| config.resolve(f)),
+                path,
+            };
+            warm_up(&entry).await?;
+            entries.push(Arc::new(entry));
+        }
+        Ok(Pipeline { engine: engine.clone(), entries })
+    }
+
+    /// The engine the policies run in.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The pipeline's policies, in configuration order.
+    pub fn entries(&self) -> &[Arc<Entry>] {
+        &self.entries
+    }
+
+    fn stage(&self, stage: Stage) -> Vec<Arc<Entry>> {
+        self.entries.iter().filter(|e| e.stages.contains(&stage)).cloned().collect()
+    }
+
+    /// Run the input stage on a request, then the tool stage on the tools it offers
+    /// (`only`: just that stage).
+    pub async fn check_request(&self, request: &ChatRequest, only: Option<Stage>) -> Decision {
+        let mut decision = Decision::new();
+        let mut subject = Subject::Request(request.clone());
+        if only.is_none_or(|s| s == Stage::Input) {
+            self.text_stage(Stage::Input, &mut subject, &mut decision).await;
+        }
+        if let Subject::Request(r) = &subject {
+            for (i, m) in r.messages.iter().enumerate() {
+                if m.content != request.messages[i].content {
+                    decision.modified.insert(i, m.content.clone());
+                }
+            }
+        }
+        if !decision.denied() && !request.tools.is_empty() && only.is_none_or(|s| s == Stage::Tool) {
+            let denied = self
+                .authorize(&request.context, &request.tools, None, &mut decision)
+                .await;
+            decision.denied_tools = denied;
+        }
+        decision
+    }
+
+    /// Run the tool stage on the response's tool calls (against the tools offered),
+    /// then the output stage on each choice's text (`only`: just that stage).
+    pub async fn check_response(
+        &self,
+        context: &RequestContext,
+        offered: &[ToolDefinition],
+        response: &ModelResponse,
+        only: Option<Stage>,
+    ) -> Decision {
+        let mut decision = Decision::new();
+        if !response.calls.is_empty() && only.is_none_or(|s| s == Stage::Tool) {
+            let calls: Vec<ToolCall> = response.calls.iter().map(|(_, c)| c.clone()).collect();
+            decision.denied_calls = self.authorize(context, offered, Some(&calls), &mut decision).await;
+            if decision.denied() {
+                return decision;
+            }
+        }
+        for (choice, text) in response.texts.iter().enumerate() {
+            if text.is_empty() || only.is_some_and(|s| s != Stage::Output) {
+                continue;
+            }
+            let mut subject = Subject::Response { context: context.clone(), choice, text: text.clone() };
+            self.text_stage(Stage::Output, &mut subject, &mut decision).await;
+            if decision.denied() {
+                return decision;
+            }
+            if let Subject::Response { text: new, .. } = subject {
+                if &new != text {
+                    decision.modified.insert(choice, new);
+                }
+            }
+        }
+        decision
+    }
+
+    /// Run the stage's policies on `subject` (concurrently), then compose modifications.
+    async fn text_stage(&self, stage: Stage, subject: &mut Subject, decision: &mut Decision) {
+        let entries = self.stage(stage);
+        if entries.is_empty() {
+            return;
+        }
+        let shared = Arc::new(subject.clone());
+        let runs = run_all(&entries, shared.clone(), |entry, s| async move { s.evaluate(&entry.policy).await }, |run, entry| {
+            judge_verdict(entry, &shared, run).0 == Action::Deny
+        })
+        .await;
+        let mut modifiers = Vec::new();
+        for (entry, run) in entries.iter().zip(runs) {
+            let record = record(entry, stage, subject.target(), &run, verdict_name(&run));
+            let (effect, findings) = judge_verdict(entry, subject, &run);
+            decision.runs.push(record);
+            report(decision, entry, stage, findings, subject);
+            match effect {
+                Action::Deny => decision.verdict = Action::Deny,
+                Action::Modify => modifiers.push((entry.clone(), run)),
+                Action::Allow => {}
+            }
+        }
+        if decision.denied() {
+            return;
+        }
+        for (n, (entry, first_run)) in modifiers.into_iter().enumerate() {
+            // The first modifier's edits were computed on the unmodified subject; later
+            // ones are re-run on the text as modified so far.
+            let run = if n == 0 { first_run } else { subject.evaluate(&entry.policy).await };
+            if n > 0 {
+                decision.runs.push(record(&entry, stage, format!("{} (re-run)", subject.target()), &run, verdict_name(&run)));
+            }
+            let (effect, findings) = judge_verdict(&entry, subject, &run);
+            if n > 0 {
+                report(decision, &entry, stage, findings, subject);
+            }
+            match (effect, &run.result) {
+                (Action::Deny, _) => {
+                    decision.verdict = Action::Deny;
+                    return;
+                }
+                (Action::Modify, Ok(Verdict::Modify(m))) => {
+                    // judge_verdict validated the edits, so applying cannot fail.
+                    if let Ok(texts) = apply_edits(subject, &m.edits) {
+                        for (index, text) in texts {
+                            subject.set_text(index, text);
+                        }
+                        decision.verdict = Action::Modify;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Run the tool stage on offered tools (`calls` = None) or tool calls; returns the
+    /// refused indices.
+    async fn authorize(
+        &self,
+        context: &RequestContext,
+        tools: &[ToolDefinition],
+        calls: Option<&[ToolCall]>,
+        decision: &mut Decision,
+    ) -> Vec<usize> {
+        let entries = self.stage(Stage::Tool);
+        if entries.is_empty() {
+            return Vec::new();
+        }
+        let items = calls.map_or(tools.len(), <[ToolCall]>::len);
+        let input = Arc::new((context.clone(), tools.to_vec(), calls.map(<[ToolCall]>::to_vec)));
+        let runs = run_all(
+            &entries,
+            input,
+            |entry, input| async move {
+                let (context, tools, calls) = &*input;
+                match calls {
+                    None => entry.policy.check_tools(context, tools).await,
+                    Some(calls) => entry.policy.check_calls(context, tools, calls).await,
+                }
+            },
+            |_, _| false,
+        )
+        .await;
+        let target = if calls.is_some() { "calls" } else { "tools" };
+        let mut denied = vec![false; items];
+        for (entry, run) in entries.iter().zip(runs) {
+            let verdict = match &run.result {
+                Ok(list) if list.iter().any(|a| matches!(a, Authorization::Deny(_))) => Some("deny"),
+                Ok(_) => Some("allow"),
+                Err(_) => None,
+            };
+            decision.runs.push(record(entry, Stage::Tool, target.to_string(), &run, verdict));
+            let enforce = entry.mode == Mode::Enforce;
+            match run.result {
+                Ok(list) => {
+                    for (i, auth) in list.into_iter().enumerate() {
+                        if let Authorization::Deny(findings) = auth {
+                            denied[i] |= enforce;
+                            report_authorization(decision, entry, i, findings, enforce);
+                        }
+                    }
+                }
+                Err(outcome) => {
+                    let failure = failure_finding(&entry.policy, &outcome);
+                    report_authorization(decision, entry, 0, vec![failure], enforce);
+                    if entry.on_error == OnError::Deny && enforce {
+                        denied.iter_mut().for_each(|d| *d = true);
+                    }
+                }
+            }
+        }
+        let denied: Vec<usize> = denied.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i).collect();
+        if !denied.is_empty() {
+            decision.verdict = Action::Deny;
+        }
+        denied
+    }
+}
+
+/// Run `eval` for every entry concurrently (inline when there is only one). When
+/// `stops` says a finished run denies, the unfinished ones are cancelled and recorded
+/// as skipped. Results come back in entry order.
+async fn run_all<I, T, F, Fut>(
+    entries: &[Arc<Entry>],
+    input: Arc<I>,
+    eval: F,
+    stops: impl Fn(&Run<T>, &Entry) -> bool,
+) -> Vec<Run<T>>
+where
+    I: Send + Sync + 'static,
+    T: Send + 'static,
+    F: Fn(Arc<Entry>, Arc<I>) -> Fut,
+    Fut: Future<Output = Run<T>> + Send + 'static,
+{
+    if let [only] = entries {
+        return vec![eval(only.clone(), input).await];
+    }
+    let mut set = JoinSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let fut = eval(entry.clone(), input.clone());
+        set.spawn(async move { (i, fut.await) });
+    }
+    let mut results: Vec<Option<Run<T>>> = entries.iter().map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, run)) => {
+                if entries[i].mode == Mode::Enforce && stops(&run, &entries[i]) {
+                    set.abort_all();
+                }
+                results[i] = Some(run);
+            }
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => tracing::error!(error = %e, "a policy evaluation task failed"),
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or(Run { result: Err(Outcome::Skipped), fuel_used: 0, micros: 0, logs_dropped: 0 })
+        })
+        .collect()
+}
+
+/// What a run means for the stage, with the findings to report. Invalid answers
+/// (bad spans or edits) are failures like any other.
+fn judge_verdict(entry: &Entry, subject: &Subject, run: &Run<Verdict>) -> (Action, Vec<Finding>) {
+    let enforce = entry.mode == Mode::Enforce;
+    let checked = match &run.result {
+        Ok(v) => validate(v, subject).map(|()| v),
+        Err(Outcome::Skipped) => return (Action::Allow, Vec::new()),
+        Err(o) => Err(o.clone()),
+    };
+    match checked {
+        Ok(Verdict::Allow(f)) => (Action::Allow, f.clone()),
+        Ok(Verdict::Deny(f)) => (if enforce { Action::Deny } else { Action::Allow }, f.clone()),
+        Ok(Verdict::Modify(m)) => (if enforce { Action::Modify } else { Action::Allow }, m.findings.clone()),
+        Err(outcome) => {
+            let finding = failure_finding(&entry.policy, &outcome);
+            let effect = if enforce && entry.on_error == OnError::Deny { Action::Deny } else { Action::Allow };
+            (effect, vec![finding])
+        }
+    }
+}
+
+fn failure_finding(policy: &Policy, outcome: &Outcome) -> Finding {
+    let reason = match outcome {
+        Outcome::Error(reason) => format!("error: {reason}"),
+        other => other.name().to_string(),
+    };
+    Finding {
+        category: Category::Custom("policy-failure".into()),
+        severity: Severity::High,
+        message: format!("policy {} failed ({reason})", policy.name()),
+        span: None,
+        score: None,
+    }
+}
+
+/// Check every span and edit of a verdict against the texts it refers to.
+fn validate(verdict: &Verdict, subject: &Subject) -> Result<(), Outcome> {
+    let findings = match verdict {
+        Verdict::Allow(f) | Verdict::Deny(f) => f,
+        Verdict::Modify(m) => {
+            apply_edits(subject, &m.edits).map_err(Outcome::Error)?;
+            &m.findings
+        }
+    };
+    for f in findings {
+        if let Some(s) = &f.span {
+            let text = subject
+                .text(s.index)
+                .ok_or_else(|| Outcome::Error(format!("finding refers to text {} which does not exist", s.index)))?;
+            check_range(text, s.start as usize, s.end as usize).map_err(Outcome::Error)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_range(text: &str, start: usize, end: usize) -> Result<(), String> {
+    if start > end || end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+        return Err(format!("span {start}..{end} is not a valid UTF-8 range of a {}-byte text", text.len()));
+    }
+    Ok(())
+}
+
+/// The texts that result from `edits`, by index, without changing the subject.
+fn apply_edits(subject: &Subject, edits: &[Edit]) -> Result<BTreeMap<u32, String>, String> {
+    let mut redactions: BTreeMap<u32, Vec<(usize, usize, &str)>> = BTreeMap::new();
+    let mut replaced: BTreeMap<u32, String> = BTreeMap::new();
+    for edit in edits {
+        match edit {
+            Edit::Redact(r) => redactions.entry(r.span.index).or_default().push((
+                r.span.start as usize,
+                r.span.end as usize,
+                r.replacement.as_str(),
+            )),
+            Edit::Replace((index, text)) => {
+                subject.text(*index).ok_or_else(|| format!("edit refers to text {index} which does not exist"))?;
+                if replaced.insert(*index, text.clone()).is_some() {
+                    return Err(format!("text {index} is replaced twice"));
+                }
+            }
+        }
+    }
+    let mut out = replaced;
+    for (index, list) in redactions {
+        if out.contains_key(&index) {
+            return Err(format!("text {index} is both replaced and redacted"));
+        }
+        let text = subject.text(index).ok_or_else(|| format!("edit refers to text {index} which does not exist"))?;
+        out.insert(index, portcullis_sdk::fixture::apply_redactions(text, &list)?);
+    }
+    Ok(out)
+}
+
+fn verdict_name(run: &Run<Verdict>) -> Option<&'static str> {
+    match &run.result {
+        Ok(Verdict::Allow(_)) => Some("allow"),
+        Ok(Verdict::Deny(_)) => Some("deny"),
+        Ok(Verdict::Modify(_)) => Some("modify"),
+        Err(_) => None,
+    }
+}
+
+fn record<T>(entry: &Entry, stage: Stage, target: String, run: &Run<T>, verdict: Option<&'static str>) -> RunRecord {
+    RunRecord {
+        policy: entry.policy.name().to_string(),
+        digest: entry.policy.digest().to_string(),
+        stage,
+        target,
+        outcome: run.outcome(),
+        verdict,
+        mode: entry.mode,
+        fuel: run.fuel_used,
+        micros: run.micros,
+        logs_dropped: run.logs_dropped,
+    }
+}
+
+fn reported(entry: &Entry, stage: Stage, f: Finding, span: Option<SpanOut>, enforced: bool) -> Reported {
+    Reported {
+        policy: entry.policy.name().to_string(),
+        stage,
+        category: portcullis_sdk::fixture::category_name(&sdk_category(&f.category)),
+        severity: severity_name(f.severity),
+        message: f.message,
+        span,
+        score: f.score,
+        enforced,
+    }
+}
+
+fn report(decision: &mut Decision, entry: &Entry, stage: Stage, findings: Vec<Finding>, subject: &Subject) {
+    let enforced = entry.mode == Mode::Enforce;
+    for f in findings {
+        let span = f.span.map(|s| SpanOut { index: subject.external_index(s.index) as u32, start: s.start, end: s.end });
+        decision.findings.push(reported(entry, stage, f, span, enforced));
+    }
+}
+
+fn report_authorization(decision: &mut Decision, entry: &Entry, item: usize, findings: Vec<Finding>, enforced: bool) {
+    for f in findings {
+        let span = Some(SpanOut { index: item as u32, start: 0, end: 0 });
+        decision.findings.push(reported(entry, Stage::Tool, f, span, enforced));
+    }
+}
+
+/// `low` .. `critical`.
+pub fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+/// The SDK's equivalent of a category (fixture comparison and naming live there).
+pub(crate) fn sdk_category(c: &Category) -> portcullis_sdk::Category {
+    use portcullis_sdk::Category as C;
+    match c {
+        Category::PromptInjection => C::PromptInjection,
+        Category::Jailbreak => C::Jailbreak,
+        Category::Pii => C::Pii,
+        Category::Secret => C::Secret,
+        Category::Toxicity => C::Toxicity,
+        Category::ToolMisuse => C::ToolMisuse,
+        Category::ModelExtraction => C::ModelExtraction,
+        Category::SystemPromptLeak => C::SystemPromptLeak,
+        Category::Custom(name) => C::Custom(name.clone()),
+    }
+}
+
+/// One warm-up evaluation per configured stage: proves the policy starts, reads its
+/// configuration and compiles its matchers before it sees traffic.
+async fn warm_up(entry: &Entry) -> Result<(), LoadError> {
+    let policy = &entry.policy;
+    let exports = policy.exports();
+    let context = RequestContext {
+        request_id: "warm-up".into(),
+        client_id: "portcullis".into(),
+        model: String::new(),
+        metadata: Vec::new(),
+    };
+    let fail = |outcome: Outcome| LoadError::WarmUp {
+        policy: policy.name().to_string(),
+        outcome: match outcome {
+            Outcome::Error(reason) => format!("error: {reason}"),
+            other => other.name().to_string(),
+        },
+    };
+    for stage in &entry.stages {
+        let wrong = |export| LoadError::WrongStage { policy: policy.name().to_string(), stage: stage.name(), export };
+        match stage {
+            Stage::Input => {
+                if !exports.guardrail {
+                    return Err(wrong("request-checker (guardrail world)"));
+                }
+                let request = ChatRequest {
+                    context: context.clone(),
+                    messages: vec![Message {
+                        role: Role::User,
+                        content: "Hello! Could you summarise this paragraph for me?".into(),
+                        name: None,
+                        tool_call_id: None,
+                    }],
+                    tools: Vec::new(),
+                };
+                policy.check_request(&request).await.result.map_err(fail)?;
+            }
+            Stage::Output => {
+                if !exports.output_filter {
+                    return Err(wrong("response-filter (output-filter world)"));
+                }
+                policy.check_response(&context, "Sure, here is a short summary.").await.result.map_err(fail)?;
+            }
+            Stage::Tool => {
+                if !exports.tool_sandbox {
+                    return Err(wrong("tool-authorizer (tool-sandbox world)"));
+                }
+                policy.check_tools(&context, &[]).await.result.map_err(fail)?;
+                policy.check_calls(&context, &[], &[]).await.result.map_err(fail)?;
+            }
+        }
+    }
+    Ok(())
+}

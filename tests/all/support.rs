@@ -1,0 +1,49 @@
+//! Shared test helpers: build the guest components once per test run, load policies.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use portcullis::engine::{Engine, EngineOptions, Limits};
+use portcullis::policy::Policy;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+}
+
+/// Build every guest (policies and test guests) for wasm32-wasip2 with the `policy`
+/// profile, once, and return the directory holding the `.wasm` files.
+pub fn guests() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(root())
+            .args(["build", "--quiet", "--profile", "policy", "--target", "wasm32-wasip2"])
+            .args(["-p", "portcullis-test-hostile", "-p", "portcullis-policy-prompt-injection"])
+            .args(["-p", "portcullis-policy-pii", "-p", "portcullis-policy-secrets"])
+            .args(["-p", "portcullis-policy-tool-allowlist"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the guest components failed");
+        target.join("wasm32-wasip2").join("policy")
+    })
+}
+
+/// The bytes of a built guest, e.g. `portcullis_test_hostile`.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = guests().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// One engine for the whole test binary.
+pub fn engine() -> Arc<Engine> {
+    static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
+    ENGINE.get_or_init(|| Engine::new(&EngineOptions::default()).expect("engine")).clone()
+}
+
+/// Load a built guest with a JSON config and limits.
+pub fn load(name: &str, config: &str, limits: Limits) -> Policy {
+    engine().load(name, &guest(name), config.to_string(), limits).expect("policy loads")
+}
