@@ -1,1 +1,233 @@
-fn main(){}
+//! Evaluation benchmark: fresh-instance cost per policy and prompt size, the full input
+//! pipeline, and the same detection code compiled natively vs to WebAssembly.
+//!
+//! Run: `cargo bench -p portcullis --bench evaluate` (prints a Markdown table).
+//! `BENCH_ITERS` sets the timed iterations per row (default 2000).
+
+#[path = "../../tests/all/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use portcullis::bindings::{self, ChatRequest, Message, RequestContext, Role, ToolCall, ToolDefinition};
+use portcullis::config::PipelineConfig;
+use portcullis::engine::Limits;
+use portcullis::pipeline::Pipeline;
+use portcullis_sdk::{Guardrail, ToolSandbox};
+
+/// Deterministic business prose with a few PII items, `bytes` long.
+fn prompt(bytes: usize) -> String {
+    const WORDS: &[&str] = &[
+        "the", "quarterly", "report", "shows", "revenue", "growth", "across", "regions", "and",
+        "our", "team", "will", "review", "pipeline", "numbers", "before", "Friday", "meeting",
+        "customers", "asked", "about", "pricing", "delivery", "schedule", "support", "contract",
+    ];
+    const PII: &[&str] = &[
+        "contact jane.doe@example.com today",
+        "call +1 415-555-2671 after lunch",
+        "card 4111 1111 1111 1111 on file",
+        "IBAN GB82 WEST 1234 5698 7654 32 for refunds",
+    ];
+    let mut out = String::with_capacity(bytes + 64);
+    let mut i = 0usize;
+    while out.len() < bytes {
+        if i % 97 == 50 {
+            out.push_str(PII[(i / 97) % PII.len()]);
+        } else {
+            out.push_str(WORDS[(i * 7 + i / 3) % WORDS.len()]);
+        }
+        out.push(if i % 13 == 12 { '.' } else { ' ' });
+        i += 1;
+    }
+    out.truncate(bytes);
+    while !out.is_char_boundary(out.len()) {
+        out.pop();
+    }
+    out
+}
+
+fn context() -> RequestContext {
+    RequestContext { request_id: "bench".into(), client_id: "bench".into(), model: "m".into(), metadata: Vec::new() }
+}
+
+fn request(text: &str) -> ChatRequest {
+    ChatRequest {
+        context: context(),
+        messages: vec![Message { role: Role::User, content: text.into(), name: None, tool_call_id: None }],
+        tools: Vec::new(),
+    }
+}
+
+fn sdk_request(text: &str) -> portcullis_sdk::ChatRequest {
+    portcullis_sdk::ChatRequest {
+        context: portcullis_sdk::RequestContext::for_test(),
+        messages: vec![portcullis_sdk::Message {
+            role: portcullis_sdk::Role::User,
+            content: text.into(),
+            name: None,
+            tool_call_id: None,
+        }],
+        tools: Vec::new(),
+    }
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
+    Stats { p50: at(0.50), p99: at(0.99) }
+}
+
+fn iters() -> usize {
+    std::env::var("BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+}
+
+async fn time_async<F: AsyncFnMut()>(mut f: F) -> Stats {
+    let n = iters();
+    for _ in 0..n / 10 + 10 {
+        f().await;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f().await;
+        samples.push(t.elapsed());
+    }
+    stats(samples)
+}
+
+fn time_native<F: FnMut()>(mut f: F) -> Stats {
+    let n = iters();
+    for _ in 0..n / 10 + 10 {
+        f();
+    }
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    stats(samples)
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
+}
+
+fn row(name: &str, wasm: &Stats, native: Option<&Stats>) {
+    match native {
+        Some(n) => println!(
+            "| {name} | {} | {} | {} | {} | {:.2}× |",
+            us(wasm.p50),
+            us(wasm.p99),
+            us(n.p50),
+            us(n.p99),
+            wasm.p50.as_secs_f64() / n.p50.as_secs_f64()
+        ),
+        None => println!("| {name} | {} | {} | – | – | – |", us(wasm.p50), us(wasm.p99)),
+    }
+}
+
+fn check_allowed(v: &bindings::Verdict) -> bool {
+    !matches!(v, bindings::Verdict::Deny(_))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    support::guests();
+    let limits = Limits::default();
+    println!("iterations per row: {}\n", iters());
+    println!("| evaluation (fresh instance each run) | wasm p50 µs | wasm p99 µs | native p50 µs | native p99 µs | wasm/native p50 |");
+    println!("|---|---|---|---|---|---|");
+
+    let trivial = support::load("portcullis_test_hostile", r#"{"mode":"allow"}"#, limits);
+    let tiny = request("hi");
+    row("trivial policy (allow), 2-byte prompt", &time_async(async || {
+        assert!(trivial.check_request(&tiny).await.result.is_ok());
+    }).await, None);
+
+    let pi = support::load("portcullis_policy_prompt_injection", "{}", limits);
+    let pii = support::load("portcullis_policy_pii", "{}", limits);
+    let secrets = support::load("portcullis_policy_secrets", "{}", limits);
+    portcullis_sdk::native::set_config("{}");
+    for size in [1024, 4096, 16384] {
+        let text = prompt(size);
+        let req = request(&text);
+        let native_req = sdk_request(&text);
+        let kb = size / 1024;
+        let wasm = time_async(async || assert!(pi.check_request(&req).await.result.is_ok_and(|v| check_allowed(&v)))).await;
+        let native = time_native(|| {
+            std::hint::black_box(portcullis_policy_prompt_injection::PromptInjection::check_request(native_req.clone()));
+        });
+        row(&format!("prompt-injection, {kb} KB"), &wasm, Some(&native));
+        let wasm = time_async(async || assert!(pii.check_request(&req).await.result.is_ok())).await;
+        let native = time_native(|| {
+            std::hint::black_box(portcullis_sdk::scan_request::<portcullis_policy_pii::PiiScanner>(&native_req));
+        });
+        row(&format!("pii (redact), {kb} KB"), &wasm, Some(&native));
+        let wasm = time_async(async || assert!(secrets.check_request(&req).await.result.is_ok())).await;
+        let native = time_native(|| {
+            std::hint::black_box(portcullis_sdk::scan_request::<portcullis_policy_secrets::SecretsScanner>(&native_req));
+        });
+        row(&format!("secrets, {kb} KB"), &wasm, Some(&native));
+    }
+
+    let tools_config = r#"{"default":"allow"}"#;
+    let tool = support::load("portcullis_policy_tool_allowlist", tools_config, limits);
+    let schema = r#"{"type":"object","properties":{"path":{"type":"string","maxLength":256}},"required":["path"]}"#;
+    let tools = vec![ToolDefinition { server: "fs".into(), name: "read_file".into(), description: "Read a file.".into(), input_schema: schema.into() }];
+    let calls = vec![ToolCall { id: "1".into(), server: "fs".into(), name: "read_file".into(), arguments: r#"{"path":"docs/README.md"}"#.into() }];
+    let native_tools = vec![portcullis_sdk::ToolDefinition { server: "fs".into(), name: "read_file".into(), description: "Read a file.".into(), input_schema: schema.into() }];
+    let native_calls = vec![portcullis_sdk::ToolCall { id: "1".into(), server: "fs".into(), name: "read_file".into(), arguments: r#"{"path":"docs/README.md"}"#.into() }];
+    let wasm = time_async(async || assert!(tool.check_calls(&context(), &tools, &calls).await.result.is_ok())).await;
+    portcullis_sdk::native::set_config(tools_config);
+    let native = time_native(|| {
+        std::hint::black_box(portcullis_policy_tool_allowlist::ToolAllowlist::check_calls(
+            portcullis_sdk::RequestContext::for_test(),
+            native_tools.clone(),
+            native_calls.clone(),
+        ));
+    });
+    row("tool-allowlist, 1 call with schema", &wasm, Some(&native));
+
+    let dir = support::guests().to_path_buf();
+    let config = PipelineConfig::parse(
+        r#"
+        [[policies]]
+        name = "prompt-injection"
+        path = "portcullis_policy_prompt_injection.wasm"
+        stages = ["input"]
+        [[policies]]
+        name = "pii"
+        path = "portcullis_policy_pii.wasm"
+        stages = ["input"]
+        [[policies]]
+        name = "secrets"
+        path = "portcullis_policy_secrets.wasm"
+        stages = ["input"]
+        "#,
+        std::path::Path::new("bench.toml"),
+        dir,
+    )
+    .expect("bench config");
+    let pipeline = Pipeline::load_with(&support::engine(), &config).await.expect("pipeline loads");
+    let text = prompt(4096);
+    let req = request(&text);
+    let native_req = sdk_request(&text);
+    portcullis_sdk::native::set_config("{}");
+    let wasm = time_async(async || {
+        std::hint::black_box(pipeline.check_request(&req, None).await);
+    })
+    .await;
+    let native = time_native(|| {
+        std::hint::black_box(portcullis_policy_prompt_injection::PromptInjection::check_request(native_req.clone()));
+        std::hint::black_box(portcullis_sdk::scan_request::<portcullis_policy_pii::PiiScanner>(&native_req));
+        std::hint::black_box(portcullis_sdk::scan_request::<portcullis_policy_secrets::SecretsScanner>(&native_req));
+    });
+    row("full input pipeline (injection + pii + secrets), 4 KB", &wasm, Some(&native));
+}

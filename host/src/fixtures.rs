@@ -27,8 +27,8 @@ pub struct FixtureReport {
     pub failures: Vec<String>,
 }
 
-/// Run the fixtures of `entry` (cases with their own `config` get a policy instance
-/// loaded with it; the compiled component is shared).
+/// Run the fixtures of `entry`. Each distinct case configuration gets its own loaded
+/// instance of the policy; the compiled component is shared.
 pub async fn run(engine: &Arc<Engine>, entry: &Entry) -> Result<FixtureReport, String> {
     let wasm = std::fs::read(&entry.path).map_err(|e| format!("cannot read {}: {e}", entry.path.display()))?;
     let file = entry.fixtures.clone().ok_or("no fixtures configured")?;
@@ -37,19 +37,16 @@ pub async fn run(engine: &Arc<Engine>, entry: &Entry) -> Result<FixtureReport, S
     let mut variants: HashMap<String, Policy> = HashMap::new();
     let mut report = FixtureReport { policy: entry.policy.name().to_string(), file, passed: 0, failures: Vec::new() };
     for case in &cases {
-        let policy = match &case.config {
-            None => &entry.policy,
-            Some(config) => {
-                let json = config.to_string();
-                if !variants.contains_key(&json) {
-                    let loaded = engine
-                        .load(entry.policy.name(), &wasm, json.clone(), entry.policy.limits())
-                        .map_err(|e| e.to_string())?;
-                    variants.insert(json.clone(), loaded);
-                }
-                &variants[&json]
-            }
-        };
+        // Cases run with their own configuration or the policy's defaults (`{}`), the
+        // same as the native fixture runner, whatever the pipeline configures.
+        let json = case.config.as_ref().map_or_else(|| "{}".to_string(), |c| c.to_string());
+        if !variants.contains_key(&json) {
+            let loaded = engine
+                .load(entry.policy.name(), &wasm, json.clone(), entry.policy.limits())
+                .map_err(|e| e.to_string())?;
+            variants.insert(json.clone(), loaded);
+        }
+        let policy = &variants[&json];
         match observe(policy, case).await.and_then(|o| case.expect.check(&o)) {
             Ok(()) => report.passed += 1,
             Err(e) => report.failures.push(format!("{}: {e}", case.name)),

@@ -47,3 +47,17 @@ pub fn engine() -> Arc<Engine> {
 pub fn load(name: &str, config: &str, limits: Limits) -> Policy {
     engine().load(name, &guest(name), config.to_string(), limits).expect("policy loads")
 }
+
+/// `examples/portcullis.toml` with every path made absolute (components from
+/// [`guests`], fixtures from the repository), whatever the target directory is.
+pub fn example_config_text() -> String {
+    let text = std::fs::read_to_string(root().join("examples/portcullis.toml")).expect("example config");
+    text.replace("../target/wasm32-wasip2/policy/", &format!("{}/", guests().display()))
+        .replace("\"../policies/", &format!("\"{}/policies/", root().display()))
+}
+
+/// The example configuration, parsed.
+pub fn example_config() -> portcullis::config::PipelineConfig {
+    portcullis::config::PipelineConfig::parse(&example_config_text(), Path::new("portcullis.toml"), root())
+        .expect("example config parses")
+}

@@ -2,7 +2,7 @@
 //! (`{"mode": "..."}`) picks the misbehaviour:
 //!
 //! * `allow` / `deny`: behave (a trivial policy, also used by benchmarks);
-//! * `loop`: spin forever; `sleepy-loop`: spin with host calls in between;
+//! * `loop`: spin forever; `loop-on-traffic`: pass the host's warm-up evaluation, then spin;
 //! * `memory`: allocate without bound; `stack`: recurse without bound;
 //! * `trap`: hit `unreachable`; `panic`: panic with a message;
 //! * `big`: return a 2 MiB finding message; `huge`: a 100 MB one;
@@ -34,9 +34,10 @@ impl Guardrail for Hostile {
             "loop" => loop {
                 std::hint::black_box(&request);
             },
-            "sleepy-loop" => loop {
-                log(Level::Trace, "still here");
+            "loop-on-traffic" if request.context.request_id != "warm-up" => loop {
+                std::hint::black_box(&request);
             },
+            "loop-on-traffic" => Verdict::Allow(Vec::new()),
             "memory" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
