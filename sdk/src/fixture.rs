@@ -167,14 +167,7 @@ pub fn parse(jsonl: &str) -> Result<Vec<Fixture>, String> {
 
 /// Parse a role name.
 pub fn parse_role(role: &str) -> Result<Role, String> {
-    Ok(match role {
-        "system" => Role::System,
-        "developer" => Role::Developer,
-        "user" => Role::User,
-        "assistant" => Role::Assistant,
-        "tool" => Role::Tool,
-        other => return Err(format!("unknown role {other:?}")),
-    })
+    Role::from_name(role).ok_or_else(|| format!("unknown role {role:?}"))
 }
 
 /// The stable name of a category (`custom(x)` is `x`).
@@ -232,10 +225,8 @@ impl Expectation {
                 got => problems.push(format!("text {index} is {got:?} (expected {want:?})")),
             }
         }
-        if let Some(denied) = &self.denied {
-            if &observed.denied != denied {
-                problems.push(format!("denied {:?} (expected {denied:?})", observed.denied));
-            }
+        if let Some(denied) = self.denied.as_ref().filter(|d| **d != observed.denied) {
+            problems.push(format!("denied {:?} (expected {denied:?})", observed.denied));
         }
         if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
     }

@@ -258,6 +258,55 @@ impl ChatRequest {
     }
 }
 
+impl Role {
+    /// Parse a role name as used in configurations and fixtures (`user`, `tool`, ...).
+    pub fn from_name(name: &str) -> Option<Role> {
+        Some(match name {
+            "system" => Role::System,
+            "developer" => Role::Developer,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            _ => return None,
+        })
+    }
+}
+
+/// The message roles a policy scans, as named in its configuration
+/// (`roles = ["user", "tool"]`). The default is the untrusted roles: user and tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles(Vec<Role>);
+
+impl Roles {
+    /// Whether `role` is in the set.
+    pub fn contains(&self, role: Role) -> bool {
+        self.0.contains(&role)
+    }
+}
+
+impl Default for Roles {
+    fn default() -> Self {
+        Roles(vec![Role::User, Role::Tool])
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Roles {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(deserializer)?;
+        names
+            .iter()
+            .map(|n| {
+                Role::from_name(n).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "unknown role {n:?}: use system, developer, user, assistant or tool"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Roles)
+    }
+}
+
 impl RequestContext {
     /// A context for tests and native use.
     pub fn for_test() -> Self {
@@ -304,8 +353,9 @@ pub fn log(level: Level, message: &str) {
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 
-/// Log `reason` and abort this evaluation; the host records an `error` outcome.
-pub(crate) fn fail(reason: impl std::fmt::Display) -> ! {
+/// Log `reason` and abort this evaluation; the host records an `error` outcome and
+/// applies the policy's `on_error`. Use it for bad configuration in any entry point.
+pub fn fail(reason: impl std::fmt::Display) -> ! {
     let reason = reason.to_string();
     log(Level::Error, &reason);
     panic!("{reason}");

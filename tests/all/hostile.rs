@@ -8,7 +8,7 @@ use portcullis::pipeline::{Action, Pipeline};
 
 use crate::support::{guests, load};
 
-fn request(text: &str) -> ChatRequest {
+pub fn request(text: &str) -> ChatRequest {
     ChatRequest {
         context: RequestContext {
             request_id: "r1".into(),

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary (wasmtime is linked once), one module per area.
 
+mod cache;
 mod cli;
 mod hostile;
 mod pipeline;
