@@ -10,7 +10,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use portcullis::bindings::{self, ChatRequest, Message, RequestContext, Role, ToolCall, ToolDefinition};
+use portcullis::bindings::{
+    self, ChatRequest, Message, RequestContext, Role, ToolCall, ToolDefinition,
+};
 use portcullis::config::PipelineConfig;
 use portcullis::engine::Limits;
 use portcullis::pipeline::Pipeline;
@@ -19,9 +21,32 @@ use portcullis_sdk::{Guardrail, ToolSandbox};
 /// Deterministic business prose with a few PII items, `bytes` long.
 fn prompt(bytes: usize) -> String {
     const WORDS: &[&str] = &[
-        "the", "quarterly", "report", "shows", "revenue", "growth", "across", "regions", "and",
-        "our", "team", "will", "review", "pipeline", "numbers", "before", "Friday", "meeting",
-        "customers", "asked", "about", "pricing", "delivery", "schedule", "support", "contract",
+        "the",
+        "quarterly",
+        "report",
+        "shows",
+        "revenue",
+        "growth",
+        "across",
+        "regions",
+        "and",
+        "our",
+        "team",
+        "will",
+        "review",
+        "pipeline",
+        "numbers",
+        "before",
+        "Friday",
+        "meeting",
+        "customers",
+        "asked",
+        "about",
+        "pricing",
+        "delivery",
+        "schedule",
+        "support",
+        "contract",
     ];
     const PII: &[&str] = &[
         "contact jane.doe@example.com today",
@@ -48,13 +73,23 @@ fn prompt(bytes: usize) -> String {
 }
 
 fn context() -> RequestContext {
-    RequestContext { request_id: "bench".into(), client_id: "bench".into(), model: "m".into(), metadata: Vec::new() }
+    RequestContext {
+        request_id: "bench".into(),
+        client_id: "bench".into(),
+        model: "m".into(),
+        metadata: Vec::new(),
+    }
 }
 
 fn request(text: &str) -> ChatRequest {
     ChatRequest {
         context: context(),
-        messages: vec![Message { role: Role::User, content: text.into(), name: None, tool_call_id: None }],
+        messages: vec![Message {
+            role: Role::User,
+            content: text.into(),
+            name: None,
+            tool_call_id: None,
+        }],
         tools: Vec::new(),
     }
 }
@@ -80,11 +115,17 @@ struct Stats {
 fn stats(mut samples: Vec<Duration>) -> Stats {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
-    Stats { p50: at(0.50), p99: at(0.99) }
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+    }
 }
 
 fn iters() -> usize {
-    std::env::var("BENCH_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+    std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
 }
 
 async fn time_async<F: AsyncFnMut()>(mut f: F) -> Stats {
@@ -129,7 +170,11 @@ fn row(name: &str, wasm: &Stats, native: Option<&Stats>) {
             us(n.p99),
             wasm.p50.as_secs_f64() / n.p50.as_secs_f64()
         ),
-        None => println!("| {name} | {} | {} | – | – | – |", us(wasm.p50), us(wasm.p99)),
+        None => println!(
+            "| {name} | {} | {} | – | – | – |",
+            us(wasm.p50),
+            us(wasm.p99)
+        ),
     }
 }
 
@@ -142,14 +187,21 @@ async fn main() {
     support::guests();
     let limits = Limits::default();
     println!("iterations per row: {}\n", iters());
-    println!("| evaluation (fresh instance each run) | wasm p50 µs | wasm p99 µs | native p50 µs | native p99 µs | wasm/native p50 |");
+    println!(
+        "| evaluation (fresh instance each run) | wasm p50 µs | wasm p99 µs | native p50 µs | native p99 µs | wasm/native p50 |"
+    );
     println!("|---|---|---|---|---|---|");
 
     let trivial = support::load("portcullis_test_hostile", r#"{"mode":"allow"}"#, limits);
     let tiny = request("hi");
-    row("trivial policy (allow), 2-byte prompt", &time_async(async || {
-        assert!(trivial.check_request(&tiny).await.result.is_ok());
-    }).await, None);
+    row(
+        "trivial policy (allow), 2-byte prompt",
+        &time_async(async || {
+            assert!(trivial.check_request(&tiny).await.result.is_ok());
+        })
+        .await,
+        None,
+    );
 
     let pi = support::load("portcullis_policy_prompt_injection", "{}", limits);
     let pii = support::load("portcullis_policy_pii", "{}", limits);
@@ -160,19 +212,36 @@ async fn main() {
         let req = request(&text);
         let native_req = sdk_request(&text);
         let kb = size / 1024;
-        let wasm = time_async(async || assert!(pi.check_request(&req).await.result.is_ok_and(|v| check_allowed(&v)))).await;
+        let wasm = time_async(async || {
+            assert!(
+                pi.check_request(&req)
+                    .await
+                    .result
+                    .is_ok_and(|v| check_allowed(&v))
+            )
+        })
+        .await;
         let native = time_native(|| {
-            std::hint::black_box(portcullis_policy_prompt_injection::PromptInjection::check_request(native_req.clone()));
+            std::hint::black_box(
+                portcullis_policy_prompt_injection::PromptInjection::check_request(
+                    native_req.clone(),
+                ),
+            );
         });
         row(&format!("prompt-injection, {kb} KB"), &wasm, Some(&native));
         let wasm = time_async(async || assert!(pii.check_request(&req).await.result.is_ok())).await;
         let native = time_native(|| {
-            std::hint::black_box(portcullis_sdk::scan_request::<portcullis_policy_pii::PiiScanner>(&native_req));
+            std::hint::black_box(portcullis_sdk::scan_request::<
+                portcullis_policy_pii::PiiScanner,
+            >(&native_req));
         });
         row(&format!("pii (redact), {kb} KB"), &wasm, Some(&native));
-        let wasm = time_async(async || assert!(secrets.check_request(&req).await.result.is_ok())).await;
+        let wasm =
+            time_async(async || assert!(secrets.check_request(&req).await.result.is_ok())).await;
         let native = time_native(|| {
-            std::hint::black_box(portcullis_sdk::scan_request::<portcullis_policy_secrets::SecretsScanner>(&native_req));
+            std::hint::black_box(portcullis_sdk::scan_request::<
+                portcullis_policy_secrets::SecretsScanner,
+            >(&native_req));
         });
         row(&format!("secrets, {kb} KB"), &wasm, Some(&native));
     }
@@ -180,18 +249,48 @@ async fn main() {
     let tools_config = r#"{"default":"allow"}"#;
     let tool = support::load("portcullis_policy_tool_allowlist", tools_config, limits);
     let schema = r#"{"type":"object","properties":{"path":{"type":"string","maxLength":256}},"required":["path"]}"#;
-    let tools = vec![ToolDefinition { server: "fs".into(), name: "read_file".into(), description: "Read a file.".into(), input_schema: schema.into() }];
-    let calls = vec![ToolCall { id: "1".into(), server: "fs".into(), name: "read_file".into(), arguments: r#"{"path":"docs/README.md"}"#.into() }];
-    let native_tools = vec![portcullis_sdk::ToolDefinition { server: "fs".into(), name: "read_file".into(), description: "Read a file.".into(), input_schema: schema.into() }];
-    let native_calls = vec![portcullis_sdk::ToolCall { id: "1".into(), server: "fs".into(), name: "read_file".into(), arguments: r#"{"path":"docs/README.md"}"#.into() }];
-    let wasm = time_async(async || assert!(tool.check_calls(&context(), &tools, &calls).await.result.is_ok())).await;
+    let tools = vec![ToolDefinition {
+        server: "fs".into(),
+        name: "read_file".into(),
+        description: "Read a file.".into(),
+        input_schema: schema.into(),
+    }];
+    let calls = vec![ToolCall {
+        id: "1".into(),
+        server: "fs".into(),
+        name: "read_file".into(),
+        arguments: r#"{"path":"docs/README.md"}"#.into(),
+    }];
+    let native_tools = vec![portcullis_sdk::ToolDefinition {
+        server: "fs".into(),
+        name: "read_file".into(),
+        description: "Read a file.".into(),
+        input_schema: schema.into(),
+    }];
+    let native_calls = vec![portcullis_sdk::ToolCall {
+        id: "1".into(),
+        server: "fs".into(),
+        name: "read_file".into(),
+        arguments: r#"{"path":"docs/README.md"}"#.into(),
+    }];
+    let wasm = time_async(async || {
+        assert!(
+            tool.check_calls(&context(), &tools, &calls)
+                .await
+                .result
+                .is_ok()
+        )
+    })
+    .await;
     portcullis_sdk::native::set_config(tools_config);
     let native = time_native(|| {
-        std::hint::black_box(portcullis_policy_tool_allowlist::ToolAllowlist::check_calls(
-            portcullis_sdk::RequestContext::for_test(),
-            native_tools.clone(),
-            native_calls.clone(),
-        ));
+        std::hint::black_box(
+            portcullis_policy_tool_allowlist::ToolAllowlist::check_calls(
+                portcullis_sdk::RequestContext::for_test(),
+                native_tools.clone(),
+                native_calls.clone(),
+            ),
+        );
     });
     row("tool-allowlist, 1 call with schema", &wasm, Some(&native));
 
@@ -215,7 +314,9 @@ async fn main() {
         dir,
     )
     .expect("bench config");
-    let pipeline = Pipeline::load_with(&support::engine(), &config).await.expect("pipeline loads");
+    let pipeline = Pipeline::load_with(&support::engine(), &config)
+        .await
+        .expect("pipeline loads");
     let text = prompt(4096);
     let req = request(&text);
     let native_req = sdk_request(&text);
@@ -225,9 +326,19 @@ async fn main() {
     })
     .await;
     let native = time_native(|| {
-        std::hint::black_box(portcullis_policy_prompt_injection::PromptInjection::check_request(native_req.clone()));
-        std::hint::black_box(portcullis_sdk::scan_request::<portcullis_policy_pii::PiiScanner>(&native_req));
-        std::hint::black_box(portcullis_sdk::scan_request::<portcullis_policy_secrets::SecretsScanner>(&native_req));
+        std::hint::black_box(
+            portcullis_policy_prompt_injection::PromptInjection::check_request(native_req.clone()),
+        );
+        std::hint::black_box(portcullis_sdk::scan_request::<
+            portcullis_policy_pii::PiiScanner,
+        >(&native_req));
+        std::hint::black_box(portcullis_sdk::scan_request::<
+            portcullis_policy_secrets::SecretsScanner,
+        >(&native_req));
     });
-    row("full input pipeline (injection + pii + secrets), 4 KB", &wasm, Some(&native));
+    row(
+        "full input pipeline (injection + pii + secrets), 4 KB",
+        &wasm,
+        Some(&native),
+    );
 }

@@ -59,7 +59,9 @@ pub enum ConfigError {
 }
 
 /// A pipeline stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, PartialOrd, Ord,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// Input guardrails on the incoming request.
@@ -133,7 +135,10 @@ pub struct EngineSection {
 
 impl Default for EngineSection {
     fn default() -> Self {
-        EngineSection { max_concurrent: EngineOptions::default().max_concurrent, cache_dir: None }
+        EngineSection {
+            max_concurrent: EngineOptions::default().max_concurrent,
+            cache_dir: None,
+        }
     }
 }
 
@@ -183,28 +188,44 @@ pub struct PolicyConfig {
 impl PipelineConfig {
     /// Read, parse and validate a configuration file.
     pub fn load(path: &Path) -> Result<PipelineConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse(&text, path, base)
     }
 
     /// Parse and validate TOML text; `path` is used in messages, `base_dir` resolves
     /// relative paths.
-    pub fn parse(text: &str, path: &Path, base_dir: PathBuf) -> Result<PipelineConfig, ConfigError> {
-        let mut config: PipelineConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        base_dir: PathBuf,
+    ) -> Result<PipelineConfig, ConfigError> {
+        let mut config: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         config.base_dir = base_dir;
         config.validate(path)?;
         Ok(config)
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: String, message: String| ConfigError::Invalid { path: path.to_path_buf(), key, message };
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            message,
+        };
         if self.engine.max_concurrent == 0 {
-            return Err(invalid("engine.max_concurrent".into(), "must be at least 1".into()));
+            return Err(invalid(
+                "engine.max_concurrent".into(),
+                "must be at least 1".into(),
+            ));
         }
-        self.ceilings().map_err(|(k, m)| invalid(format!("limits.{k}"), m))?;
+        self.ceilings()
+            .map_err(|(k, m)| invalid(format!("limits.{k}"), m))?;
         let mut seen = std::collections::HashSet::new();
         for (i, p) in self.policies.iter().enumerate() {
             let key = |field: &str| format!("policies[{i}].{field}");
@@ -212,19 +233,30 @@ impl PipelineConfig {
                 return Err(invalid(key("name"), "must not be empty".into()));
             }
             if !seen.insert(p.name.as_str()) {
-                return Err(invalid(key("name"), format!("{:?} is used twice; names must be unique", p.name)));
+                return Err(invalid(
+                    key("name"),
+                    format!("{:?} is used twice; names must be unique", p.name),
+                ));
             }
             if p.stages.is_empty() {
-                return Err(invalid(key("stages"), "list at least one of \"input\", \"tool\", \"output\"".into()));
+                return Err(invalid(
+                    key("stages"),
+                    "list at least one of \"input\", \"tool\", \"output\"".into(),
+                ));
             }
-            self.limits_for(p).map_err(|(k, m)| invalid(key(&format!("limits.{k}")), m))?;
+            self.limits_for(p)
+                .map_err(|(k, m)| invalid(key(&format!("limits.{k}")), m))?;
         }
         Ok(())
     }
 
     /// The resolved path of a file named in the configuration.
     pub fn resolve(&self, path: &Path) -> PathBuf {
-        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
     }
 
     /// Engine options from `[engine]` and the memory ceiling.
@@ -232,7 +264,9 @@ impl PipelineConfig {
         let ceilings = self.ceilings().unwrap_or_default();
         EngineOptions {
             max_concurrent: self.engine.max_concurrent,
-            max_memory_bytes: ceilings.memory_bytes.max(EngineOptions::default().max_memory_bytes),
+            max_memory_bytes: ceilings
+                .memory_bytes
+                .max(EngineOptions::default().max_memory_bytes),
             cache_dir: self.engine.cache_dir.as_ref().map(|d| self.resolve(d)),
         }
     }
@@ -244,8 +278,12 @@ impl PipelineConfig {
         let limits = Limits {
             fuel: l.fuel.unwrap_or(base.fuel),
             deadline_ms: l.deadline_ms.unwrap_or(base.deadline_ms),
-            memory_bytes: l.memory_mb.map_or(base.memory_bytes, |m| (m as usize) << 20),
-            max_output_bytes: l.max_output_kb.map_or(base.max_output_bytes, |k| (k as usize) << 10),
+            memory_bytes: l
+                .memory_mb
+                .map_or(base.memory_bytes, |m| (m as usize) << 20),
+            max_output_bytes: l
+                .max_output_kb
+                .map_or(base.max_output_bytes, |k| (k as usize) << 10),
             max_log_lines: l.max_log_lines.unwrap_or(base.max_log_lines),
         };
         check_positive(&limits)?;
@@ -260,7 +298,9 @@ impl PipelineConfig {
         let pick = |key: &str, own: Option<u64>, ceiling: u64| match own {
             Some(v) if v > ceiling => Err((
                 key.to_string(),
-                format!("{v} exceeds the operator ceiling of {ceiling} in [limits]; lower it or raise the ceiling"),
+                format!(
+                    "{v} exceeds the operator ceiling of {ceiling} in [limits]; lower it or raise the ceiling"
+                ),
             )),
             Some(v) => Ok(v),
             None => Ok(ceiling),
@@ -268,15 +308,21 @@ impl PipelineConfig {
         let limits = Limits {
             fuel: pick("fuel", own.fuel, ceil.fuel)?,
             deadline_ms: pick("deadline_ms", own.deadline_ms, ceil.deadline_ms)?,
-            memory_bytes: pick("memory_mb", own.memory_mb.map(|m| (m as u64) << 20), ceil.memory_bytes as u64)?
-                as usize,
+            memory_bytes: pick(
+                "memory_mb",
+                own.memory_mb.map(|m| (m as u64) << 20),
+                ceil.memory_bytes as u64,
+            )? as usize,
             max_output_bytes: pick(
                 "max_output_kb",
                 own.max_output_kb.map(|k| (k as u64) << 10),
                 ceil.max_output_bytes as u64,
             )? as usize,
-            max_log_lines: pick("max_log_lines", own.max_log_lines.map(u64::from), ceil.max_log_lines.into())?
-                as u32,
+            max_log_lines: pick(
+                "max_log_lines",
+                own.max_log_lines.map(u64::from),
+                ceil.max_log_lines.into(),
+            )? as u32,
         };
         check_positive(&limits)?;
         Ok(limits)
@@ -341,17 +387,29 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_the_fix() {
-        let e = parse("[[policies]]\nname = \"a\"\npath = \"a\"\nstages = [\"input\"]\nlimits = { fuel = 999999999999 }\n");
+        let e = parse(
+            "[[policies]]\nname = \"a\"\npath = \"a\"\nstages = [\"input\"]\nlimits = { fuel = 999999999999 }\n",
+        );
         let msg = e.unwrap_err().to_string();
-        assert!(msg.contains("policies[0].limits.fuel") && msg.contains("ceiling"), "{msg}");
-        let e = parse("[[policies]]\nname = \"a\"\npath = \"a\"\nstages = [\"inputs\"]\n").unwrap_err().to_string();
+        assert!(
+            msg.contains("policies[0].limits.fuel") && msg.contains("ceiling"),
+            "{msg}"
+        );
+        let e = parse("[[policies]]\nname = \"a\"\npath = \"a\"\nstages = [\"inputs\"]\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("inputs"), "{e}");
         let e = parse("[engine]\nbogus = 1\n").unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
         let dup = "[[policies]]\nname = \"a\"\npath = \"a\"\nstages = [\"input\"]\n";
         let e = parse(&format!("{dup}{dup}")).unwrap_err().to_string();
-        assert!(e.contains("policies[1].name") && e.contains("unique"), "{e}");
-        let e = parse("[[policies]]\nname = \"a\"\npath = \"a\"\nstages = []\n").unwrap_err().to_string();
+        assert!(
+            e.contains("policies[1].name") && e.contains("unique"),
+            "{e}"
+        );
+        let e = parse("[[policies]]\nname = \"a\"\npath = \"a\"\nstages = []\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("policies[0].stages"), "{e}");
     }
 }

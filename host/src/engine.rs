@@ -64,7 +64,11 @@ pub struct EngineOptions {
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { max_concurrent: 128, max_memory_bytes: 64 << 20, cache_dir: None }
+        EngineOptions {
+            max_concurrent: 128,
+            max_memory_bytes: 64 << 20,
+            cache_dir: None,
+        }
     }
 }
 
@@ -213,7 +217,10 @@ impl Engine {
         config_json: String,
         limits: Limits,
     ) -> Result<crate::policy::Policy, EngineError> {
-        let invalid = |reason: String| EngineError::Invalid { policy: name.to_string(), reason };
+        let invalid = |reason: String| EngineError::Invalid {
+            policy: name.to_string(),
+            reason,
+        };
         if limits.memory_bytes > self.max_memory_bytes {
             return Err(invalid(format!(
                 "memory limit {} bytes exceeds the engine's cap of {} bytes",
@@ -221,19 +228,23 @@ impl Engine {
             )));
         }
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(wasm)));
-        let component = self.compile(&digest, wasm).map_err(|e| invalid(e.to_string()))?;
-        component.initialize_copy_on_write_image().map_err(|e| invalid(format!("{e:#}")))?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| invalid(format!("imports something the host does not provide: {e:#}")))?;
+        let component = self
+            .compile(&digest, wasm)
+            .map_err(|e| invalid(e.to_string()))?;
+        component
+            .initialize_copy_on_write_image()
+            .map_err(|e| invalid(format!("{e:#}")))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| {
+            invalid(format!(
+                "imports something the host does not provide: {e:#}"
+            ))
+        })?;
         let shared = Arc::new(PolicyShared {
             name: name.to_string(),
             config_json,
             matchers: MatcherCache::default(),
         });
-        crate::policy::Policy::new(self.clone(), shared, digest, pre, limits)
-            .map_err(invalid)
+        crate::policy::Policy::new(self.clone(), shared, digest, pre, limits).map_err(invalid)
     }
 
     fn compile(&self, digest: &str, wasm: &[u8]) -> Result<Component, String> {
@@ -258,21 +269,27 @@ impl Engine {
     }
 
     fn compile_with_disk_cache(&self, path: &Path, wasm: &[u8]) -> Result<Component, String> {
-        if path.exists() {
-            // SAFETY: the file was written by `Component::serialize` of an engine with the
-            // same compatibility hash (it is in the name), into a directory that
+        // Read into memory rather than mmap (`deserialize_file`): a file changed or
+        // truncated under a mapping would crash the process with SIGBUS.
+        if let Ok(bytes) = std::fs::read(path) {
+            // SAFETY: the bytes were written by `Component::serialize` of an engine with
+            // the same compatibility hash (it is in the name), into a directory that
             // `prepare_cache_dir` verified only this user can write. wasmtime rejects
             // artifacts from other versions or configurations with an error.
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
+            match unsafe { Component::deserialize(&self.engine, &bytes) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached component")
+                }
             }
         }
         let component = Component::from_binary(&self.engine, wasm).map_err(|e| format!("{e:#}"))?;
         match component.serialize() {
             Ok(bytes) => {
                 let tmp = path.with_extension("tmp");
-                if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)) {
+                if let Err(e) =
+                    std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path))
+                {
                     tracing::warn!(path = %path.display(), error = %e, "cannot write compiled-code cache");
                 }
             }
@@ -282,7 +299,12 @@ impl Engine {
     }
 
     /// Run one evaluation in a fresh store: `call` instantiates and calls the policy.
-    pub(crate) async fn run<R, F>(&self, shared: &Arc<PolicyShared>, limits: Limits, call: F) -> Run<R>
+    pub(crate) async fn run<R, F>(
+        &self,
+        shared: &Arc<PolicyShared>,
+        limits: Limits,
+        call: F,
+    ) -> Run<R>
     where
         R: OutputSize,
         F: AsyncFnOnce(&mut Store<RunState>) -> wasmtime::Result<R>,
@@ -292,15 +314,25 @@ impl Engine {
     }
 
     /// A fresh store, once a pool slot is free (the slot is held until the store drops).
-    pub(crate) async fn new_store(&self, shared: &Arc<PolicyShared>, limits: Limits) -> Store<RunState> {
+    pub(crate) async fn new_store(
+        &self,
+        shared: &Arc<PolicyShared>,
+        limits: Limits,
+    ) -> Store<RunState> {
         // The semaphore is never closed, so acquiring only waits.
         let permit = self.permits.clone().acquire_owned().await.ok();
         let mut wasi = WasiCtx::builder();
-        wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock).allow_tcp(false).allow_udp(false);
+        wasi.wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .allow_tcp(false)
+            .allow_udp(false);
         let state = RunState {
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limiter: RunLimiter { memory_bytes: limits.memory_bytes, memory_denied: false },
+            limiter: RunLimiter {
+                memory_bytes: limits.memory_bytes,
+                memory_denied: false,
+            },
             shared: shared.clone(),
             limits,
             _permit: permit,
@@ -387,7 +419,10 @@ pub(crate) struct RunState {
 
 impl WasiView for RunState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -397,12 +432,22 @@ struct RunLimiter {
 }
 
 impl ResourceLimiter for RunLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let ok = desired <= self.memory_bytes;
         self.memory_denied |= !ok;
         Ok(ok)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 20_000)
     }
     fn instances(&self) -> usize {
@@ -439,7 +484,10 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
 
 fn classify(error: &wasmtime::Error, state: &RunState) -> Outcome {
     if state.limiter.memory_denied {
-        return Outcome::Error(format!("memory limit of {} bytes exceeded", state.limiter.memory_bytes));
+        return Outcome::Error(format!(
+            "memory limit of {} bytes exceeded",
+            state.limiter.memory_bytes
+        ));
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => Outcome::FuelExhausted,
@@ -465,38 +513,47 @@ fn charge(cx: &mut StoreContextMut<'_, RunState>, fuel: u64) -> wasmtime::Result
 
 fn add_host_imports(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
     let mut host = linker.instance("portcullis:policy/host@0.1.0")?;
-    host.func_wrap("log", |mut cx: StoreContextMut<'_, RunState>, (level, message): (Level, String)| {
-        charge(&mut cx, FUEL_PER_HOST_CALL + message.len() as u64)?;
-        let state = cx.data_mut();
-        let message = truncate(&message, MAX_LOG_MESSAGE_BYTES);
-        if matches!(level, Level::Error) {
-            state.last_error = Some(message.to_string());
-        }
-        if state.log_lines >= state.max_log_lines {
-            state.logs_dropped = state.logs_dropped.saturating_add(1);
-            return Ok(());
-        }
-        state.log_lines += 1;
-        let policy = state.shared.name.as_str();
-        match level {
-            Level::Trace => tracing::trace!(target: "portcullis::policy", policy, "{message}"),
-            Level::Debug => tracing::debug!(target: "portcullis::policy", policy, "{message}"),
-            Level::Info => tracing::info!(target: "portcullis::policy", policy, "{message}"),
-            Level::Warn => tracing::warn!(target: "portcullis::policy", policy, "{message}"),
-            Level::Error => tracing::error!(target: "portcullis::policy", policy, "{message}"),
-        }
-        Ok(())
-    })?;
+    host.func_wrap(
+        "log",
+        |mut cx: StoreContextMut<'_, RunState>, (level, message): (Level, String)| {
+            charge(&mut cx, FUEL_PER_HOST_CALL + message.len() as u64)?;
+            let state = cx.data_mut();
+            let message = truncate(&message, MAX_LOG_MESSAGE_BYTES);
+            if matches!(level, Level::Error) {
+                state.last_error = Some(message.to_string());
+            }
+            if state.log_lines >= state.max_log_lines {
+                state.logs_dropped = state.logs_dropped.saturating_add(1);
+                return Ok(());
+            }
+            state.log_lines += 1;
+            let policy = state.shared.name.as_str();
+            match level {
+                Level::Trace => tracing::trace!(target: "portcullis::policy", policy, "{message}"),
+                Level::Debug => tracing::debug!(target: "portcullis::policy", policy, "{message}"),
+                Level::Info => tracing::info!(target: "portcullis::policy", policy, "{message}"),
+                Level::Warn => tracing::warn!(target: "portcullis::policy", policy, "{message}"),
+                Level::Error => tracing::error!(target: "portcullis::policy", policy, "{message}"),
+            }
+            Ok(())
+        },
+    )?;
     host.func_wrap("config", |mut cx: StoreContextMut<'_, RunState>, (): ()| {
         charge(&mut cx, FUEL_PER_HOST_CALL)?;
         Ok((cx.data().shared.config_json.clone(),))
     })?;
 
     let mut matchers = linker.instance("portcullis:policy/matchers@0.1.0")?;
-    matchers.resource("matcher", ResourceType::host::<MatcherHandle>(), |mut cx, rep| {
-        cx.data_mut().table.delete(Resource::<MatcherHandle>::new_own(rep))?;
-        Ok(())
-    })?;
+    matchers.resource(
+        "matcher",
+        ResourceType::host::<MatcherHandle>(),
+        |mut cx, rep| {
+            cx.data_mut()
+                .table
+                .delete(Resource::<MatcherHandle>::new_own(rep))?;
+            Ok(())
+        },
+    )?;
     matchers.func_wrap(
         "[static]matcher.compile",
         |mut cx: StoreContextMut<'_, RunState>, (patterns,): (Vec<String>,)| {
@@ -510,7 +567,8 @@ fn add_host_imports(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
     )?;
     matchers.func_wrap(
         "[method]matcher.find-all",
-        |mut cx: StoreContextMut<'_, RunState>, (handle, text): (Resource<MatcherHandle>, String)| {
+        |mut cx: StoreContextMut<'_, RunState>,
+         (handle, text): (Resource<MatcherHandle>, String)| {
             let set = cx.data().table.get(&handle)?.0.clone();
             charge(&mut cx, set.scan_cost(text.len()))?;
             let hits: Vec<Match> = set.find_all(&text);
@@ -530,15 +588,17 @@ fn truncate(s: &str, max: usize) -> &str {
 
 fn start_epoch_ticker(engine: &wasmtime::Engine) {
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new().name("portcullis-epoch".into()).spawn(move || {
-        loop {
-            std::thread::sleep(Duration::from_millis(1));
-            match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
-                None => break,
+    let spawned = std::thread::Builder::new()
+        .name("portcullis-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(1));
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
             }
-        }
-    });
+        });
     if let Err(e) = spawned {
         // Without a ticker no deadline could ever fire: every run would trap at its first
         // epoch check instead, because the deadline is set to one tick.
@@ -548,7 +608,10 @@ fn start_epoch_ticker(engine: &wasmtime::Engine) {
 
 fn prepare_cache_dir(dir: &Path) -> Result<(), EngineError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let fail = |reason: String| EngineError::Cache { path: dir.to_path_buf(), reason };
+    let fail = |reason: String| EngineError::Cache {
+        path: dir.to_path_buf(),
+        reason,
+    };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -556,9 +619,14 @@ fn prepare_cache_dir(dir: &Path) -> Result<(), EngineError> {
         .map_err(|e| fail(format!("cannot create: {e}")))?;
     let meta = std::fs::metadata(dir).map_err(|e| fail(format!("cannot inspect: {e}")))?;
     // /proc/self belongs to the process's effective uid.
-    let uid = std::fs::metadata("/proc/self").map_err(|e| fail(format!("cannot tell who we are: {e}")))?.uid();
+    let uid = std::fs::metadata("/proc/self")
+        .map_err(|e| fail(format!("cannot tell who we are: {e}")))?
+        .uid();
     if meta.uid() != uid {
-        return Err(fail(format!("owned by uid {}, not by this process (uid {uid})", meta.uid())));
+        return Err(fail(format!(
+            "owned by uid {}, not by this process (uid {uid})",
+            meta.uid()
+        )));
     }
     if meta.mode() & 0o022 != 0 {
         return Err(fail(format!(

@@ -30,24 +30,42 @@ pub struct FixtureReport {
 /// Run the fixtures of `entry`. Each distinct case configuration gets its own loaded
 /// instance of the policy; the compiled component is shared.
 pub async fn run(engine: &Arc<Engine>, entry: &Entry) -> Result<FixtureReport, String> {
-    let wasm = std::fs::read(&entry.path).map_err(|e| format!("cannot read {}: {e}", entry.path.display()))?;
+    let wasm = std::fs::read(&entry.path)
+        .map_err(|e| format!("cannot read {}: {e}", entry.path.display()))?;
     let file = entry.fixtures.clone().ok_or("no fixtures configured")?;
-    let text = std::fs::read_to_string(&file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let cases = fixture::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
     let mut variants: HashMap<String, Policy> = HashMap::new();
-    let mut report = FixtureReport { policy: entry.policy.name().to_string(), file, passed: 0, failures: Vec::new() };
+    let mut report = FixtureReport {
+        policy: entry.policy.name().to_string(),
+        file,
+        passed: 0,
+        failures: Vec::new(),
+    };
     for case in &cases {
         // Cases run with their own configuration or the policy's defaults (`{}`), the
         // same as the native fixture runner, whatever the pipeline configures.
-        let json = case.config.as_ref().map_or_else(|| "{}".to_string(), |c| c.to_string());
+        let json = case
+            .config
+            .as_ref()
+            .map_or_else(|| "{}".to_string(), |c| c.to_string());
         if !variants.contains_key(&json) {
             let loaded = engine
-                .load(entry.policy.name(), &wasm, json.clone(), entry.policy.limits())
+                .load(
+                    entry.policy.name(),
+                    &wasm,
+                    json.clone(),
+                    entry.policy.limits(),
+                )
                 .map_err(|e| e.to_string())?;
             variants.insert(json.clone(), loaded);
         }
         let policy = &variants[&json];
-        match observe(policy, case).await.and_then(|o| case.expect.check(&o)) {
+        match observe(policy, case)
+            .await
+            .and_then(|o| case.expect.check(&o))
+        {
             Ok(()) => report.passed += 1,
             Err(e) => report.failures.push(format!("{}: {e}", case.name)),
         }
@@ -91,16 +109,32 @@ async fn observe(policy: &Policy, case: &Fixture) -> Result<Observed, String> {
                 })
                 .collect::<Result<Vec<_>, String>>()?;
             let texts: Vec<String> = messages.iter().map(|m| m.content.clone()).collect();
-            let verdict = policy.check_request(&ChatRequest { context, messages, tools }).await.result.map_err(failed)?;
+            let verdict = policy
+                .check_request(&ChatRequest {
+                    context,
+                    messages,
+                    tools,
+                })
+                .await
+                .result
+                .map_err(failed)?;
             fixture::observe_verdict(sdk_verdict(verdict), &texts)
         }
         CheckKind::Response => {
             let text = case.text.clone().ok_or("response case without text")?;
-            let verdict = policy.check_response(&context, &text).await.result.map_err(failed)?;
+            let verdict = policy
+                .check_response(&context, &text)
+                .await
+                .result
+                .map_err(failed)?;
             fixture::observe_verdict(sdk_verdict(verdict), &[text])
         }
         CheckKind::Tools => {
-            let auths = policy.check_tools(&context, &tools).await.result.map_err(failed)?;
+            let auths = policy
+                .check_tools(&context, &tools)
+                .await
+                .result
+                .map_err(failed)?;
             Ok(fixture::observe_authorizations(&sdk_authorizations(auths)))
         }
         CheckKind::Calls => {
@@ -115,7 +149,11 @@ async fn observe(policy: &Policy, case: &Fixture) -> Result<Observed, String> {
                     arguments: c.arguments_text(),
                 })
                 .collect();
-            let auths = policy.check_calls(&context, &tools, &calls).await.result.map_err(failed)?;
+            let auths = policy
+                .check_calls(&context, &tools, &calls)
+                .await
+                .result
+                .map_err(failed)?;
             Ok(fixture::observe_authorizations(&sdk_authorizations(auths)))
         }
     }
@@ -145,7 +183,11 @@ fn sdk_finding(f: bindings::Finding) -> portcullis_sdk::Finding {
             bindings::Severity::Critical => portcullis_sdk::Severity::Critical,
         },
         message: f.message,
-        span: f.span.map(|s| portcullis_sdk::Span { index: s.index, start: s.start, end: s.end }),
+        span: f.span.map(|s| portcullis_sdk::Span {
+            index: s.index,
+            start: s.start,
+            end: s.end,
+        }),
         score: f.score,
     }
 }
@@ -164,10 +206,16 @@ fn sdk_verdict(v: Verdict) -> portcullis_sdk::Verdict {
                 .edits
                 .into_iter()
                 .map(|e| match e {
-                    bindings::Edit::Redact(r) => portcullis_sdk::Edit::Redact(portcullis_sdk::Redaction {
-                        span: portcullis_sdk::Span { index: r.span.index, start: r.span.start, end: r.span.end },
-                        replacement: r.replacement,
-                    }),
+                    bindings::Edit::Redact(r) => {
+                        portcullis_sdk::Edit::Redact(portcullis_sdk::Redaction {
+                            span: portcullis_sdk::Span {
+                                index: r.span.index,
+                                start: r.span.start,
+                                end: r.span.end,
+                            },
+                            replacement: r.replacement,
+                        })
+                    }
                     bindings::Edit::Replace(pair) => portcullis_sdk::Edit::Replace(pair),
                 })
                 .collect(),

@@ -57,7 +57,9 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
         "input" => Ok(Stage::Input),
         "tool" => Ok(Stage::Tool),
         "output" => Ok(Stage::Output),
-        other => Err(format!("unknown stage {other:?}: use input, tool or output")),
+        other => Err(format!(
+            "unknown stage {other:?}: use input, tool or output"
+        )),
     }
 }
 
@@ -69,7 +71,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -78,7 +83,11 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Check { config, stage, input } => check(&config, stage, &input).await,
+            Command::Check {
+                config,
+                stage,
+                input,
+            } => check(&config, stage, &input).await,
             Command::Test { config } => test(&config).await,
         }
     });
@@ -119,9 +128,18 @@ async fn check(config: &Path, stage: Option<Stage>, input: &str) -> anyhow::Resu
 }
 
 /// One input line to one decision line; `Err` is a per-line error message.
-async fn check_line(pipeline: &Pipeline, stage: Option<Stage>, n: usize, line: &str) -> Result<Value, String> {
-    let mut body: Value = serde_json::from_str(line).map_err(|e| format!("line {n}: invalid JSON: {e}"))?;
-    let id = body.get("id").and_then(Value::as_str).map_or_else(|| format!("line-{n}"), str::to_string);
+async fn check_line(
+    pipeline: &Pipeline,
+    stage: Option<Stage>,
+    n: usize,
+    line: &str,
+) -> Result<Value, String> {
+    let mut body: Value =
+        serde_json::from_str(line).map_err(|e| format!("line {n}: invalid JSON: {e}"))?;
+    let id = body
+        .get("id")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("line-{n}"), str::to_string);
     let is_response = match stage {
         Some(Stage::Output) => true,
         Some(_) => false,
@@ -138,7 +156,9 @@ async fn check_line(pipeline: &Pipeline, stage: Option<Stage>, n: usize, line: &
             model: response.model.clone(),
             metadata: Vec::new(),
         };
-        decision = pipeline.check_response(&context, &tools, &response, stage).await;
+        decision = pipeline
+            .check_response(&context, &tools, &response, stage)
+            .await;
         for (choice, text) in &decision.modified {
             openai::set_choice_content(&mut body, *choice, text);
         }
@@ -194,5 +214,9 @@ async fn test(config: &Path) -> anyhow::Result<ExitCode> {
         failed += report.failures.len();
     }
     println!("{passed} passed, {failed} failed");
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -40,7 +40,11 @@ impl CompiledSet {
         let mut out = Vec::new();
         for (pattern, re) in self.regexes.iter().enumerate() {
             for m in re.find_iter(text) {
-                out.push(Match { pattern: pattern as u32, start: m.start() as u32, end: m.end() as u32 });
+                out.push(Match {
+                    pattern: pattern as u32,
+                    start: m.start() as u32,
+                    end: m.end() as u32,
+                });
             }
         }
         out
@@ -66,7 +70,10 @@ impl MatcherCache {
     /// The compiled set for `patterns`, compiling it on first use. Errors name the
     /// offending pattern or limit; they are returned to the guest, not raised.
     pub fn get_or_compile(&self, patterns: &[String]) -> Result<Arc<CompiledSet>, String> {
-        let mut sets = self.sets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut sets = self
+            .sets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(set) = sets.get(patterns) {
             return Ok(set.clone());
         }
@@ -83,14 +90,20 @@ impl MatcherCache {
 
 fn compile(patterns: &[String]) -> Result<CompiledSet, String> {
     if patterns.len() > MAX_PATTERNS {
-        return Err(format!("{} patterns given, at most {MAX_PATTERNS} allowed", patterns.len()));
+        return Err(format!(
+            "{} patterns given, at most {MAX_PATTERNS} allowed",
+            patterns.len()
+        ));
     }
     let regexes = patterns
         .iter()
         .enumerate()
         .map(|(i, p)| {
             if p.len() > MAX_PATTERN_BYTES {
-                return Err(format!("pattern {i} is {} bytes, at most {MAX_PATTERN_BYTES} allowed", p.len()));
+                return Err(format!(
+                    "pattern {i} is {} bytes, at most {MAX_PATTERN_BYTES} allowed",
+                    p.len()
+                ));
             }
             RegexBuilder::new(p)
                 .size_limit(REGEX_SIZE_LIMIT)
@@ -113,7 +126,11 @@ mod tests {
         let a = cache.get_or_compile(&pats).unwrap();
         let b = cache.get_or_compile(&pats).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        let hits: Vec<_> = a.find_all("abba a").iter().map(|m| (m.pattern, m.start, m.end)).collect();
+        let hits: Vec<_> = a
+            .find_all("abba a")
+            .iter()
+            .map(|m| (m.pattern, m.start, m.end))
+            .collect();
         assert_eq!(hits, vec![(0, 1, 3), (1, 0, 1), (1, 3, 4), (1, 5, 6)]);
     }
 
@@ -121,14 +138,34 @@ mod tests {
     fn limits_are_enforced_with_clear_errors() {
         let cache = MatcherCache::default();
         let too_many: Vec<String> = (0..=MAX_PATTERNS).map(|i| format!("x{i}")).collect();
-        assert!(cache.get_or_compile(&too_many).unwrap_err().contains("at most 64"));
+        assert!(
+            cache
+                .get_or_compile(&too_many)
+                .unwrap_err()
+                .contains("at most 64")
+        );
         let long = vec!["a".repeat(MAX_PATTERN_BYTES + 1)];
-        assert!(cache.get_or_compile(&long).unwrap_err().contains("pattern 0 is"));
+        assert!(
+            cache
+                .get_or_compile(&long)
+                .unwrap_err()
+                .contains("pattern 0 is")
+        );
         let bomb = vec!["(a{1000}){1000}".to_string()];
-        assert!(cache.get_or_compile(&bomb).unwrap_err().contains("pattern 0 rejected"));
+        assert!(
+            cache
+                .get_or_compile(&bomb)
+                .unwrap_err()
+                .contains("pattern 0 rejected")
+        );
         for i in 0..MAX_SETS_PER_POLICY {
             cache.get_or_compile(&[format!("n{i}")]).unwrap();
         }
-        assert!(cache.get_or_compile(&["late".to_string()]).unwrap_err().contains("distinct"));
+        assert!(
+            cache
+                .get_or_compile(&["late".to_string()])
+                .unwrap_err()
+                .contains("distinct")
+        );
     }
 }

@@ -20,7 +20,9 @@ fn bad(msg: impl Into<String>) -> PayloadError {
 /// Split `server__tool` into (server, tool).
 pub fn split_tool_name(name: &str) -> (String, String) {
     match name.split_once("__") {
-        Some((server, tool)) if !server.is_empty() && !tool.is_empty() => (server.to_string(), tool.to_string()),
+        Some((server, tool)) if !server.is_empty() && !tool.is_empty() => {
+            (server.to_string(), tool.to_string())
+        }
         _ => (String::new(), name.to_string()),
     }
 }
@@ -35,18 +37,20 @@ fn content_text(content: Option<&Value>, at: &str) -> Result<String, PayloadErro
             let mut texts = Vec::new();
             for (j, part) in parts.iter().enumerate() {
                 match part.get("type").and_then(Value::as_str) {
-                    Some("text") => texts.push(
-                        part.get("text")
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| bad(format!("{at}.content[{j}].text must be a string")))?,
-                    ),
+                    Some("text") => {
+                        texts.push(part.get("text").and_then(Value::as_str).ok_or_else(|| {
+                            bad(format!("{at}.content[{j}].text must be a string"))
+                        })?)
+                    }
                     Some(_) => {}
                     None => return Err(bad(format!("{at}.content[{j}] has no \"type\""))),
                 }
             }
             Ok(texts.join("\n"))
         }
-        Some(_) => Err(bad(format!("{at}.content must be a string, an array of parts, or null"))),
+        Some(_) => Err(bad(format!(
+            "{at}.content must be a string, an array of parts, or null"
+        ))),
     }
 }
 
@@ -57,7 +61,11 @@ fn parse_role(role: &str, at: &str) -> Result<Role, PayloadError> {
         "user" => Role::User,
         "assistant" => Role::Assistant,
         "tool" | "function" => Role::Tool,
-        other => return Err(bad(format!("{at}.role {other:?} is not one of system, developer, user, assistant, tool"))),
+        other => {
+            return Err(bad(format!(
+                "{at}.role {other:?} is not one of system, developer, user, assistant, tool"
+            )));
+        }
     })
 }
 
@@ -67,13 +75,19 @@ fn opt_str(v: &Value, key: &str) -> Option<String> {
 
 /// Parse the `tools` array of a request.
 pub fn parse_tools(tools: Option<&Value>) -> Result<Vec<ToolDefinition>, PayloadError> {
-    let Some(tools) = tools else { return Ok(Vec::new()) };
-    let tools = tools.as_array().ok_or_else(|| bad("tools must be an array"))?;
+    let Some(tools) = tools else {
+        return Ok(Vec::new());
+    };
+    let tools = tools
+        .as_array()
+        .ok_or_else(|| bad("tools must be an array"))?;
     tools
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let f = t.get("function").ok_or_else(|| bad(format!("tools[{i}] has no \"function\"")))?;
+            let f = t
+                .get("function")
+                .ok_or_else(|| bad(format!("tools[{i}] has no \"function\"")))?;
             let name = f
                 .get("name")
                 .and_then(Value::as_str)
@@ -83,15 +97,23 @@ pub fn parse_tools(tools: Option<&Value>) -> Result<Vec<ToolDefinition>, Payload
                 server,
                 name,
                 description: opt_str(f, "description").unwrap_or_default(),
-                input_schema: f.get("parameters").map_or_else(|| "{}".to_string(), Value::to_string),
+                input_schema: f
+                    .get("parameters")
+                    .map_or_else(|| "{}".to_string(), Value::to_string),
             })
         })
         .collect()
 }
 
 /// Parse a Chat Completions request into the contract's `chat-request`.
-pub fn parse_request(body: &Value, request_id: &str, client_id: &str) -> Result<ChatRequest, PayloadError> {
-    let obj = body.as_object().ok_or_else(|| bad("the request must be a JSON object"))?;
+pub fn parse_request(
+    body: &Value,
+    request_id: &str,
+    client_id: &str,
+) -> Result<ChatRequest, PayloadError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| bad("the request must be a JSON object"))?;
     let messages = obj
         .get("messages")
         .and_then(Value::as_array)
@@ -143,21 +165,31 @@ pub fn parse_response(body: &Value) -> Result<ModelResponse, PayloadError> {
         .get("choices")
         .and_then(Value::as_array)
         .ok_or_else(|| bad("the response has no \"choices\" array"))?;
-    let mut response = ModelResponse { model: opt_str(body, "model").unwrap_or_default(), ..Default::default() };
+    let mut response = ModelResponse {
+        model: opt_str(body, "model").unwrap_or_default(),
+        ..Default::default()
+    };
     for (i, choice) in choices.iter().enumerate() {
         let at = format!("choices[{i}].message");
-        let message = choice.get("message").ok_or_else(|| bad(format!("{at} is missing")))?;
-        response.texts.push(content_text(message.get("content"), &at)?);
+        let message = choice
+            .get("message")
+            .ok_or_else(|| bad(format!("{at} is missing")))?;
+        response
+            .texts
+            .push(content_text(message.get("content"), &at)?);
         if let Some(calls) = message.get("tool_calls") {
-            let calls = calls.as_array().ok_or_else(|| bad(format!("{at}.tool_calls must be an array")))?;
+            let calls = calls
+                .as_array()
+                .ok_or_else(|| bad(format!("{at}.tool_calls must be an array")))?;
             for (j, call) in calls.iter().enumerate() {
                 let f = call
                     .get("function")
                     .ok_or_else(|| bad(format!("{at}.tool_calls[{j}] has no \"function\"")))?;
-                let name = f
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| bad(format!("{at}.tool_calls[{j}].function.name must be a string")))?;
+                let name = f.get("name").and_then(Value::as_str).ok_or_else(|| {
+                    bad(format!(
+                        "{at}.tool_calls[{j}].function.name must be a string"
+                    ))
+                })?;
                 let (server, name) = split_tool_name(name);
                 let arguments = match f.get("arguments") {
                     Some(Value::String(s)) => s.clone(),
@@ -166,7 +198,12 @@ pub fn parse_response(body: &Value) -> Result<ModelResponse, PayloadError> {
                 };
                 response.calls.push((
                     i,
-                    ToolCall { id: opt_str(call, "id").unwrap_or_default(), server, name, arguments },
+                    ToolCall {
+                        id: opt_str(call, "id").unwrap_or_default(),
+                        server,
+                        name,
+                        arguments,
+                    },
                 ));
             }
         }
@@ -193,7 +230,10 @@ pub fn remove_tool_calls(body: &mut Value, indices: &[usize]) {
     let mut position = 0;
     if let Some(choices) = body.get_mut("choices").and_then(Value::as_array_mut) {
         for choice in choices {
-            if let Some(calls) = choice.pointer_mut("/message/tool_calls").and_then(Value::as_array_mut) {
+            if let Some(calls) = choice
+                .pointer_mut("/message/tool_calls")
+                .and_then(Value::as_array_mut)
+            {
                 let mut kept = Vec::new();
                 for call in calls.drain(..) {
                     if !indices.contains(&position) {
@@ -226,19 +266,37 @@ mod tests {
         let r = parse_request(&body, "r1", "c").unwrap();
         assert_eq!(r.messages[1].content, "a\nb");
         assert_eq!(r.messages[2].role, Role::Tool);
-        assert_eq!((r.tools[0].server.as_str(), r.tools[0].name.as_str()), ("fs", "read"));
+        assert_eq!(
+            (r.tools[0].server.as_str(), r.tools[0].name.as_str()),
+            ("fs", "read")
+        );
         assert_eq!(r.tools[0].input_schema, r#"{"type":"object"}"#);
         assert_eq!(r.context.model, "m");
     }
 
     #[test]
     fn malformed_requests_get_precise_errors() {
-        let e = parse_request(&json!({"messages": [{"role": "wizard", "content": "x"}]}), "r", "c").unwrap_err();
+        let e = parse_request(
+            &json!({"messages": [{"role": "wizard", "content": "x"}]}),
+            "r",
+            "c",
+        )
+        .unwrap_err();
         assert!(e.0.contains("messages[0].role"), "{e}");
-        let e = parse_request(&json!({"messages": [{"role": "user", "content": 5}]}), "r", "c").unwrap_err();
+        let e = parse_request(
+            &json!({"messages": [{"role": "user", "content": 5}]}),
+            "r",
+            "c",
+        )
+        .unwrap_err();
         assert!(e.0.contains("messages[0].content"), "{e}");
         assert!(parse_request(&json!([]), "r", "c").is_err());
-        assert!(parse_request(&json!({"model": "x"}), "r", "c").unwrap_err().0.contains("messages"));
+        assert!(
+            parse_request(&json!({"model": "x"}), "r", "c")
+                .unwrap_err()
+                .0
+                .contains("messages")
+        );
     }
 
     #[test]
@@ -252,7 +310,13 @@ mod tests {
         assert_eq!(r.calls[0].1.server, "sh");
         assert_eq!(r.calls[1].1.arguments, "{}");
         remove_tool_calls(&mut body, &[0]);
-        assert_eq!(body["choices"][0]["message"]["tool_calls"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            body["choices"][0]["message"]["tool_calls"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
         set_choice_content(&mut body, 0, "hi");
         assert_eq!(body["choices"][0]["message"]["content"], "hi");
     }

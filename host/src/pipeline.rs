@@ -44,7 +44,9 @@ pub enum LoadError {
         source: std::io::Error,
     },
     /// A policy is configured for a stage its component does not implement.
-    #[error("policy {policy}: configured for stage {stage} but the component does not export {export}")]
+    #[error(
+        "policy {policy}: configured for stage {stage} but the component does not export {export}"
+    )]
     WrongStage {
         /// Policy name.
         policy: String,
@@ -204,7 +206,11 @@ impl Decision {
 #[derive(Clone)]
 enum Subject {
     Request(ChatRequest),
-    Response { context: RequestContext, choice: usize, text: String },
+    Response {
+        context: RequestContext,
+        choice: usize,
+        text: String,
+    },
 }
 
 impl Subject {
@@ -258,16 +264,24 @@ impl Pipeline {
     }
 
     /// Like [`Pipeline::load`] with an existing engine.
-    pub async fn load_with(engine: &Arc<Engine>, config: &PipelineConfig) -> Result<Pipeline, LoadError> {
+    pub async fn load_with(
+        engine: &Arc<Engine>,
+        config: &PipelineConfig,
+    ) -> Result<Pipeline, LoadError> {
         let mut entries = Vec::new();
         for p in &config.policies {
             let path = config.resolve(&p.path);
-            let wasm = std::fs::read(&path)
-                .map_err(|source| LoadError::Read { policy: p.name.clone(), path: path.clone(), source })?;
-            let limits = config.limits_for(p).map_err(|(key, message)| EngineError::Invalid {
+            let wasm = std::fs::read(&path).map_err(|source| LoadError::Read {
                 policy: p.name.clone(),
-                reason: format!("limits.{key}: {message}"),
+                path: path.clone(),
+                source,
             })?;
+            let limits = config
+                .limits_for(p)
+                .map_err(|(key, message)| EngineError::Invalid {
+                    policy: p.name.clone(),
+                    reason: format!("limits.{key}: {message}"),
+                })?;
             let policy = engine.load(&p.name, &wasm, p.config_json(), limits)?;
             let entry = Entry {
                 policy,
@@ -280,7 +294,10 @@ impl Pipeline {
             warm_up(&entry).await?;
             entries.push(Arc::new(entry));
         }
-        Ok(Pipeline { engine: engine.clone(), entries })
+        Ok(Pipeline {
+            engine: engine.clone(),
+            entries,
+        })
     }
 
     /// The engine the policies run in.
@@ -294,7 +311,11 @@ impl Pipeline {
     }
 
     fn stage(&self, stage: Stage) -> Vec<Arc<Entry>> {
-        self.entries.iter().filter(|e| e.stages.contains(&stage)).cloned().collect()
+        self.entries
+            .iter()
+            .filter(|e| e.stages.contains(&stage))
+            .cloned()
+            .collect()
     }
 
     /// Run the input stage on a request, then the tool stage on the tools it offers
@@ -303,7 +324,8 @@ impl Pipeline {
         let mut decision = Decision::new();
         let mut subject = Subject::Request(request.clone());
         if only.is_none_or(|s| s == Stage::Input) {
-            self.text_stage(Stage::Input, &mut subject, &mut decision).await;
+            self.text_stage(Stage::Input, &mut subject, &mut decision)
+                .await;
         }
         if let Subject::Request(r) = &subject {
             for (i, m) in r.messages.iter().enumerate() {
@@ -312,7 +334,8 @@ impl Pipeline {
                 }
             }
         }
-        if !decision.denied() && !request.tools.is_empty() && only.is_none_or(|s| s == Stage::Tool) {
+        if !decision.denied() && !request.tools.is_empty() && only.is_none_or(|s| s == Stage::Tool)
+        {
             let denied = self
                 .authorize(&request.context, &request.tools, None, &mut decision)
                 .await;
@@ -333,7 +356,9 @@ impl Pipeline {
         let mut decision = Decision::new();
         if !response.calls.is_empty() && only.is_none_or(|s| s == Stage::Tool) {
             let calls: Vec<ToolCall> = response.calls.iter().map(|(_, c)| c.clone()).collect();
-            decision.denied_calls = self.authorize(context, offered, Some(&calls), &mut decision).await;
+            decision.denied_calls = self
+                .authorize(context, offered, Some(&calls), &mut decision)
+                .await;
             if decision.denied() {
                 return decision;
             }
@@ -342,8 +367,13 @@ impl Pipeline {
             if text.is_empty() || only.is_some_and(|s| s != Stage::Output) {
                 continue;
             }
-            let mut subject = Subject::Response { context: context.clone(), choice, text: text.clone() };
-            self.text_stage(Stage::Output, &mut subject, &mut decision).await;
+            let mut subject = Subject::Response {
+                context: context.clone(),
+                choice,
+                text: text.clone(),
+            };
+            self.text_stage(Stage::Output, &mut subject, &mut decision)
+                .await;
             if decision.denied() {
                 return decision;
             }
@@ -363,9 +393,12 @@ impl Pipeline {
             return;
         }
         let shared = Arc::new(subject.clone());
-        let runs = run_all(&entries, shared.clone(), |entry, s| async move { s.evaluate(&entry.policy).await }, |run, entry| {
-            judge_verdict(entry, &shared, run).0 == Action::Deny
-        })
+        let runs = run_all(
+            &entries,
+            shared.clone(),
+            |entry, s| async move { s.evaluate(&entry.policy).await },
+            |run, entry| judge_verdict(entry, &shared, run).0 == Action::Deny,
+        )
         .await;
         let mut modifiers = Vec::new();
         for (entry, run) in entries.iter().zip(runs) {
@@ -385,9 +418,19 @@ impl Pipeline {
         for (n, (entry, first_run)) in modifiers.into_iter().enumerate() {
             // The first modifier's edits were computed on the unmodified subject; later
             // ones are re-run on the text as modified so far.
-            let run = if n == 0 { first_run } else { subject.evaluate(&entry.policy).await };
+            let run = if n == 0 {
+                first_run
+            } else {
+                subject.evaluate(&entry.policy).await
+            };
             if n > 0 {
-                decision.runs.push(record(&entry, stage, format!("{} (re-run)", subject.target()), &run, verdict_name(&run)));
+                decision.runs.push(record(
+                    &entry,
+                    stage,
+                    format!("{} (re-run)", subject.target()),
+                    &run,
+                    verdict_name(&run),
+                ));
             }
             let (effect, findings) = judge_verdict(&entry, subject, &run);
             if n > 0 {
@@ -426,7 +469,11 @@ impl Pipeline {
             return Vec::new();
         }
         let items = calls.map_or(tools.len(), <[ToolCall]>::len);
-        let input = Arc::new((context.clone(), tools.to_vec(), calls.map(<[ToolCall]>::to_vec)));
+        let input = Arc::new((
+            context.clone(),
+            tools.to_vec(),
+            calls.map(<[ToolCall]>::to_vec),
+        ));
         let runs = run_all(
             &entries,
             input,
@@ -444,11 +491,19 @@ impl Pipeline {
         let mut denied = vec![false; items];
         for (entry, run) in entries.iter().zip(runs) {
             let verdict = match &run.result {
-                Ok(list) if list.iter().any(|a| matches!(a, Authorization::Deny(_))) => Some("deny"),
+                Ok(list) if list.iter().any(|a| matches!(a, Authorization::Deny(_))) => {
+                    Some("deny")
+                }
                 Ok(_) => Some("allow"),
                 Err(_) => None,
             };
-            decision.runs.push(record(entry, Stage::Tool, target.to_string(), &run, verdict));
+            decision.runs.push(record(
+                entry,
+                Stage::Tool,
+                target.to_string(),
+                &run,
+                verdict,
+            ));
             let enforce = entry.mode == Mode::Enforce;
             match run.result {
                 Ok(list) => {
@@ -468,7 +523,12 @@ impl Pipeline {
                 }
             }
         }
-        let denied: Vec<usize> = denied.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i).collect();
+        let denied: Vec<usize> = denied
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| **d)
+            .map(|(i, _)| i)
+            .collect();
         if !denied.is_empty() {
             decision.verdict = Action::Deny;
         }
@@ -515,7 +575,12 @@ where
     results
         .into_iter()
         .map(|r| {
-            r.unwrap_or(Run { result: Err(Outcome::Skipped), fuel_used: 0, micros: 0, logs_dropped: 0 })
+            r.unwrap_or(Run {
+                result: Err(Outcome::Skipped),
+                fuel_used: 0,
+                micros: 0,
+                logs_dropped: 0,
+            })
         })
         .collect()
 }
@@ -531,11 +596,25 @@ fn judge_verdict(entry: &Entry, subject: &Subject, run: &Run<Verdict>) -> (Actio
     };
     match checked {
         Ok(Verdict::Allow(f)) => (Action::Allow, f.clone()),
-        Ok(Verdict::Deny(f)) => (if enforce { Action::Deny } else { Action::Allow }, f.clone()),
-        Ok(Verdict::Modify(m)) => (if enforce { Action::Modify } else { Action::Allow }, m.findings.clone()),
+        Ok(Verdict::Deny(f)) => (
+            if enforce { Action::Deny } else { Action::Allow },
+            f.clone(),
+        ),
+        Ok(Verdict::Modify(m)) => (
+            if enforce {
+                Action::Modify
+            } else {
+                Action::Allow
+            },
+            m.findings.clone(),
+        ),
         Err(outcome) => {
             let finding = failure_finding(&entry.policy, &outcome);
-            let effect = if enforce && entry.on_error == OnError::Deny { Action::Deny } else { Action::Allow };
+            let effect = if enforce && entry.on_error == OnError::Deny {
+                Action::Deny
+            } else {
+                Action::Allow
+            };
             (effect, vec![finding])
         }
     }
@@ -566,9 +645,12 @@ fn validate(verdict: &Verdict, subject: &Subject) -> Result<(), Outcome> {
     };
     for f in findings {
         if let Some(s) = &f.span {
-            let text = subject
-                .text(s.index)
-                .ok_or_else(|| Outcome::Error(format!("finding refers to text {} which does not exist", s.index)))?;
+            let text = subject.text(s.index).ok_or_else(|| {
+                Outcome::Error(format!(
+                    "finding refers to text {} which does not exist",
+                    s.index
+                ))
+            })?;
             check_range(text, s.start as usize, s.end as usize).map_err(Outcome::Error)?;
         }
     }
@@ -576,8 +658,15 @@ fn validate(verdict: &Verdict, subject: &Subject) -> Result<(), Outcome> {
 }
 
 fn check_range(text: &str, start: usize, end: usize) -> Result<(), String> {
-    if start > end || end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
-        return Err(format!("span {start}..{end} is not a valid UTF-8 range of a {}-byte text", text.len()));
+    if start > end
+        || end > text.len()
+        || !text.is_char_boundary(start)
+        || !text.is_char_boundary(end)
+    {
+        return Err(format!(
+            "span {start}..{end} is not a valid UTF-8 range of a {}-byte text",
+            text.len()
+        ));
     }
     Ok(())
 }
@@ -594,7 +683,9 @@ fn apply_edits(subject: &Subject, edits: &[Edit]) -> Result<BTreeMap<u32, String
                 r.replacement.as_str(),
             )),
             Edit::Replace((index, text)) => {
-                subject.text(*index).ok_or_else(|| format!("edit refers to text {index} which does not exist"))?;
+                subject
+                    .text(*index)
+                    .ok_or_else(|| format!("edit refers to text {index} which does not exist"))?;
                 if replaced.insert(*index, text.clone()).is_some() {
                     return Err(format!("text {index} is replaced twice"));
                 }
@@ -606,8 +697,13 @@ fn apply_edits(subject: &Subject, edits: &[Edit]) -> Result<BTreeMap<u32, String
         if out.contains_key(&index) {
             return Err(format!("text {index} is both replaced and redacted"));
         }
-        let text = subject.text(index).ok_or_else(|| format!("edit refers to text {index} which does not exist"))?;
-        out.insert(index, portcullis_sdk::fixture::apply_redactions(text, &list)?);
+        let text = subject
+            .text(index)
+            .ok_or_else(|| format!("edit refers to text {index} which does not exist"))?;
+        out.insert(
+            index,
+            portcullis_sdk::fixture::apply_redactions(text, &list)?,
+        );
     }
     Ok(out)
 }
@@ -621,7 +717,13 @@ fn verdict_name(run: &Run<Verdict>) -> Option<&'static str> {
     }
 }
 
-fn record<T>(entry: &Entry, stage: Stage, target: String, run: &Run<T>, verdict: Option<&'static str>) -> RunRecord {
+fn record<T>(
+    entry: &Entry,
+    stage: Stage,
+    target: String,
+    run: &Run<T>,
+    verdict: Option<&'static str>,
+) -> RunRecord {
     RunRecord {
         policy: entry.policy.name().to_string(),
         digest: entry.policy.digest().to_string(),
@@ -636,7 +738,13 @@ fn record<T>(entry: &Entry, stage: Stage, target: String, run: &Run<T>, verdict:
     }
 }
 
-fn reported(entry: &Entry, stage: Stage, f: Finding, span: Option<SpanOut>, enforced: bool) -> Reported {
+fn reported(
+    entry: &Entry,
+    stage: Stage,
+    f: Finding,
+    span: Option<SpanOut>,
+    enforced: bool,
+) -> Reported {
     Reported {
         policy: entry.policy.name().to_string(),
         stage,
@@ -649,18 +757,42 @@ fn reported(entry: &Entry, stage: Stage, f: Finding, span: Option<SpanOut>, enfo
     }
 }
 
-fn report(decision: &mut Decision, entry: &Entry, stage: Stage, findings: Vec<Finding>, subject: &Subject) {
+fn report(
+    decision: &mut Decision,
+    entry: &Entry,
+    stage: Stage,
+    findings: Vec<Finding>,
+    subject: &Subject,
+) {
     let enforced = entry.mode == Mode::Enforce;
     for f in findings {
-        let span = f.span.map(|s| SpanOut { index: subject.external_index(s.index) as u32, start: s.start, end: s.end });
-        decision.findings.push(reported(entry, stage, f, span, enforced));
+        let span = f.span.map(|s| SpanOut {
+            index: subject.external_index(s.index) as u32,
+            start: s.start,
+            end: s.end,
+        });
+        decision
+            .findings
+            .push(reported(entry, stage, f, span, enforced));
     }
 }
 
-fn report_authorization(decision: &mut Decision, entry: &Entry, item: usize, findings: Vec<Finding>, enforced: bool) {
+fn report_authorization(
+    decision: &mut Decision,
+    entry: &Entry,
+    item: usize,
+    findings: Vec<Finding>,
+    enforced: bool,
+) {
     for f in findings {
-        let span = Some(SpanOut { index: item as u32, start: 0, end: 0 });
-        decision.findings.push(reported(entry, Stage::Tool, f, span, enforced));
+        let span = Some(SpanOut {
+            index: item as u32,
+            start: 0,
+            end: 0,
+        });
+        decision
+            .findings
+            .push(reported(entry, Stage::Tool, f, span, enforced));
     }
 }
 
@@ -709,7 +841,11 @@ async fn warm_up(entry: &Entry) -> Result<(), LoadError> {
         },
     };
     for stage in &entry.stages {
-        let wrong = |export| LoadError::WrongStage { policy: policy.name().to_string(), stage: stage.name(), export };
+        let wrong = |export| LoadError::WrongStage {
+            policy: policy.name().to_string(),
+            stage: stage.name(),
+            export,
+        };
         match stage {
             Stage::Input => {
                 if !exports.guardrail {
@@ -731,14 +867,26 @@ async fn warm_up(entry: &Entry) -> Result<(), LoadError> {
                 if !exports.output_filter {
                     return Err(wrong("response-filter (output-filter world)"));
                 }
-                policy.check_response(&context, "Sure, here is a short summary.").await.result.map_err(fail)?;
+                policy
+                    .check_response(&context, "Sure, here is a short summary.")
+                    .await
+                    .result
+                    .map_err(fail)?;
             }
             Stage::Tool => {
                 if !exports.tool_sandbox {
                     return Err(wrong("tool-authorizer (tool-sandbox world)"));
                 }
-                policy.check_tools(&context, &[]).await.result.map_err(fail)?;
-                policy.check_calls(&context, &[], &[]).await.result.map_err(fail)?;
+                policy
+                    .check_tools(&context, &[])
+                    .await
+                    .result
+                    .map_err(fail)?;
+                policy
+                    .check_calls(&context, &[], &[])
+                    .await
+                    .result
+                    .map_err(fail)?;
             }
         }
     }

@@ -56,9 +56,11 @@ impl Policy {
         };
         let exports = policy.exports();
         if !(exports.guardrail || exports.output_filter || exports.tool_sandbox) {
-            return Err("the component exports none of the portcullis:policy contracts \
+            return Err(
+                "the component exports none of the portcullis:policy contracts \
                         (request-checker, response-filter, tool-authorizer)"
-                .into());
+                    .into(),
+            );
         }
         Ok(policy)
     }
@@ -89,26 +91,41 @@ impl Policy {
 
     /// Check a chat request (guardrail contract).
     pub async fn check_request(&self, request: &ChatRequest) -> Run<Verdict> {
-        let Some(pre) = &self.guardrail else { return self.missing("request-checker") };
+        let Some(pre) = &self.guardrail else {
+            return self.missing("request-checker");
+        };
         self.engine
-            .run(&self.shared, self.limits, async |store: &mut Store<RunState>| {
-                let guest = pre.instantiate_async(&mut *store).await?;
-                guest.portcullis_policy_request_checker().call_check_request(&mut *store, request).await
-            })
+            .run(
+                &self.shared,
+                self.limits,
+                async |store: &mut Store<RunState>| {
+                    let guest = pre.instantiate_async(&mut *store).await?;
+                    guest
+                        .portcullis_policy_request_checker()
+                        .call_check_request(&mut *store, request)
+                        .await
+                },
+            )
             .await
     }
 
     /// Check a complete response text (output-filter contract).
     pub async fn check_response(&self, context: &RequestContext, text: &str) -> Run<Verdict> {
-        let Some(pre) = &self.output_filter else { return self.missing("response-filter") };
+        let Some(pre) = &self.output_filter else {
+            return self.missing("response-filter");
+        };
         self.engine
-            .run(&self.shared, self.limits, async |store: &mut Store<RunState>| {
-                let guest = pre.instantiate_async(&mut *store).await?;
-                guest
-                    .portcullis_policy_response_filter()
-                    .call_check_response(&mut *store, context, text)
-                    .await
-            })
+            .run(
+                &self.shared,
+                self.limits,
+                async |store: &mut Store<RunState>| {
+                    let guest = pre.instantiate_async(&mut *store).await?;
+                    guest
+                        .portcullis_policy_response_filter()
+                        .call_check_response(&mut *store, context, text)
+                        .await
+                },
+            )
             .await
     }
 
@@ -118,13 +135,22 @@ impl Policy {
         context: &RequestContext,
         tools: &[ToolDefinition],
     ) -> Run<Vec<Authorization>> {
-        let Some(pre) = &self.tool_sandbox else { return self.missing("tool-authorizer") };
+        let Some(pre) = &self.tool_sandbox else {
+            return self.missing("tool-authorizer");
+        };
         let run = self
             .engine
-            .run(&self.shared, self.limits, async |store: &mut Store<RunState>| {
-                let guest = pre.instantiate_async(&mut *store).await?;
-                guest.portcullis_policy_tool_authorizer().call_check_tools(&mut *store, context, tools).await
-            })
+            .run(
+                &self.shared,
+                self.limits,
+                async |store: &mut Store<RunState>| {
+                    let guest = pre.instantiate_async(&mut *store).await?;
+                    guest
+                        .portcullis_policy_tool_authorizer()
+                        .call_check_tools(&mut *store, context, tools)
+                        .await
+                },
+            )
             .await;
         expect_count(run, tools.len())
     }
@@ -136,23 +162,31 @@ impl Policy {
         tools: &[ToolDefinition],
         calls: &[ToolCall],
     ) -> Run<Vec<Authorization>> {
-        let Some(pre) = &self.tool_sandbox else { return self.missing("tool-authorizer") };
+        let Some(pre) = &self.tool_sandbox else {
+            return self.missing("tool-authorizer");
+        };
         let run = self
             .engine
-            .run(&self.shared, self.limits, async |store: &mut Store<RunState>| {
-                let guest = pre.instantiate_async(&mut *store).await?;
-                guest
-                    .portcullis_policy_tool_authorizer()
-                    .call_check_calls(&mut *store, context, tools, calls)
-                    .await
-            })
+            .run(
+                &self.shared,
+                self.limits,
+                async |store: &mut Store<RunState>| {
+                    let guest = pre.instantiate_async(&mut *store).await?;
+                    guest
+                        .portcullis_policy_tool_authorizer()
+                        .call_check_calls(&mut *store, context, tools, calls)
+                        .await
+                },
+            )
             .await;
         expect_count(run, calls.len())
     }
 
     /// Start filtering a streamed response: one instance for the whole stream.
     pub async fn open_stream(&self, context: &RequestContext) -> Result<PolicyStream, Run<()>> {
-        let Some(pre) = &self.output_filter else { return Err(self.missing("response-filter")) };
+        let Some(pre) = &self.output_filter else {
+            return Err(self.missing("response-filter"));
+        };
         let mut store = self.engine.new_store(&self.shared, self.limits).await;
         let opened = crate::engine::rerun(&mut store, async |store: &mut Store<RunState>| {
             let guest = pre.instantiate_async(&mut *store).await?;
@@ -165,7 +199,12 @@ impl Policy {
         })
         .await;
         match opened.result {
-            Ok(Opened(guest, handle)) => Ok(PolicyStream { store, guest, handle, failed: false }),
+            Ok(Opened(guest, handle)) => Ok(PolicyStream {
+                store,
+                guest,
+                handle,
+                failed: false,
+            }),
             Err(outcome) => Err(Run {
                 result: Err(outcome),
                 fuel_used: opened.fuel_used,
@@ -177,7 +216,10 @@ impl Policy {
 
     fn missing<T>(&self, export: &str) -> Run<T> {
         Run {
-            result: Err(Outcome::Error(format!("policy {} does not export {export}", self.name()))),
+            result: Err(Outcome::Error(format!(
+                "policy {} does not export {export}",
+                self.name()
+            ))),
             fuel_used: 0,
             micros: 0,
             logs_dropped: 0,

@@ -151,7 +151,9 @@ impl FixtureCall {
 impl FixtureTool {
     /// The input schema as JSON text (`{}` when absent).
     pub fn schema_text(&self) -> String {
-        self.input_schema.as_ref().map_or_else(|| "{}".to_string(), |v| v.to_string())
+        self.input_schema
+            .as_ref()
+            .map_or_else(|| "{}".to_string(), |v| v.to_string())
     }
 }
 
@@ -196,7 +198,10 @@ pub fn severity_name(severity: Severity) -> &'static str {
 }
 
 fn severity_rank(name: &str) -> Option<u8> {
-    ["low", "medium", "high", "critical"].iter().position(|s| *s == name).map(|p| p as u8)
+    ["low", "medium", "high", "critical"]
+        .iter()
+        .position(|s| *s == name)
+        .map(|p| p as u8)
 }
 
 impl Expectation {
@@ -204,31 +209,53 @@ impl Expectation {
     pub fn check(&self, observed: &Observed) -> Result<(), String> {
         let mut problems = Vec::new();
         if observed.verdict != self.verdict {
-            problems.push(format!("verdict {} (expected {})", observed.verdict, self.verdict));
+            problems.push(format!(
+                "verdict {} (expected {})",
+                observed.verdict, self.verdict
+            ));
         }
         for category in &self.categories {
             if !observed.categories.contains(category) {
-                problems.push(format!("no {category} finding (found {:?})", observed.categories));
+                problems.push(format!(
+                    "no {category} finding (found {:?})",
+                    observed.categories
+                ));
             }
         }
         if let Some(min) = &self.min_severity {
             let want = severity_rank(min).ok_or_else(|| format!("unknown severity {min:?}"))?;
-            let got = observed.severities.iter().filter_map(|s| severity_rank(s)).max();
+            let got = observed
+                .severities
+                .iter()
+                .filter_map(|s| severity_rank(s))
+                .max();
             if got.is_none_or(|g| g < want) {
-                problems.push(format!("highest severity {:?} below {min}", observed.severities));
+                problems.push(format!(
+                    "highest severity {:?} below {min}",
+                    observed.severities
+                ));
             }
         }
         for (index, want) in &self.texts {
-            let index: usize = index.parse().map_err(|_| format!("texts key {index:?} is not an index"))?;
+            let index: usize = index
+                .parse()
+                .map_err(|_| format!("texts key {index:?} is not an index"))?;
             match observed.texts.get(&index) {
                 Some(got) if got == want => {}
                 got => problems.push(format!("text {index} is {got:?} (expected {want:?})")),
             }
         }
         if let Some(denied) = self.denied.as_ref().filter(|d| **d != observed.denied) {
-            problems.push(format!("denied {:?} (expected {denied:?})", observed.denied));
+            problems.push(format!(
+                "denied {:?} (expected {denied:?})",
+                observed.denied
+            ));
         }
-        if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
     }
 }
 
@@ -241,13 +268,18 @@ pub fn apply_redactions(text: &str, redactions: &[(usize, usize, &str)]) -> Resu
     let mut copied = 0;
     for (start, end, replacement) in sorted {
         if start > end || end > text.len() {
-            return Err(format!("redaction {start}..{end} is outside the text (length {})", text.len()));
+            return Err(format!(
+                "redaction {start}..{end} is outside the text (length {})",
+                text.len()
+            ));
         }
         if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
             return Err(format!("redaction {start}..{end} splits a UTF-8 character"));
         }
         if start < copied {
-            return Err(format!("redaction {start}..{end} overlaps the previous one"));
+            return Err(format!(
+                "redaction {start}..{end} overlaps the previous one"
+            ));
         }
         out.push_str(&text[copied..start]);
         out.push_str(replacement);
@@ -266,11 +298,18 @@ pub fn observe_verdict(verdict: Verdict, texts: &[String]) -> Result<Observed, S
     };
     let mut observed = Observed {
         verdict: name.to_string(),
-        categories: findings.iter().map(|f| category_name(&f.category)).collect(),
-        severities: findings.iter().map(|f| severity_name(f.severity).to_string()).collect(),
+        categories: findings
+            .iter()
+            .map(|f| category_name(&f.category))
+            .collect(),
+        severities: findings
+            .iter()
+            .map(|f| severity_name(f.severity).to_string())
+            .collect(),
         ..Default::default()
     };
-    let mut per_index: std::collections::BTreeMap<usize, Vec<(usize, usize, &str)>> = Default::default();
+    let mut per_index: std::collections::BTreeMap<usize, Vec<(usize, usize, &str)>> =
+        Default::default();
     for edit in &edits {
         match edit {
             Edit::Redact(r) => per_index.entry(r.span.index as usize).or_default().push((
@@ -284,8 +323,12 @@ pub fn observe_verdict(verdict: Verdict, texts: &[String]) -> Result<Observed, S
         }
     }
     for (index, redactions) in per_index {
-        let text = texts.get(index).ok_or_else(|| format!("edit for missing text {index}"))?;
-        observed.texts.insert(index, apply_redactions(text, &redactions)?);
+        let text = texts
+            .get(index)
+            .ok_or_else(|| format!("edit for missing text {index}"))?;
+        observed
+            .texts
+            .insert(index, apply_redactions(text, &redactions)?);
     }
     Ok(observed)
 }
@@ -298,11 +341,18 @@ pub fn observe_authorizations(auths: &[Authorization]) -> Observed {
             observed.denied.push(i);
             for f in findings {
                 observed.categories.push(category_name(&f.category));
-                observed.severities.push(severity_name(f.severity).to_string());
+                observed
+                    .severities
+                    .push(severity_name(f.severity).to_string());
             }
         }
     }
-    observed.verdict = if observed.denied.is_empty() { "allow" } else { "deny" }.to_string();
+    observed.verdict = if observed.denied.is_empty() {
+        "allow"
+    } else {
+        "deny"
+    }
+    .to_string();
     observed
 }
 
@@ -312,10 +362,25 @@ mod tests {
 
     #[test]
     fn redactions_apply_and_reject_bad_ranges() {
-        assert_eq!(apply_redactions("a bc d", &[(2, 4, "X"), (0, 1, "Y")]).unwrap(), "Y X d");
-        assert!(apply_redactions("abc", &[(1, 9, "X")]).unwrap_err().contains("outside"));
-        assert!(apply_redactions("é", &[(1, 2, "X")]).unwrap_err().contains("UTF-8"));
-        assert!(apply_redactions("abcdef", &[(0, 3, "X"), (2, 4, "Y")]).unwrap_err().contains("overlaps"));
+        assert_eq!(
+            apply_redactions("a bc d", &[(2, 4, "X"), (0, 1, "Y")]).unwrap(),
+            "Y X d"
+        );
+        assert!(
+            apply_redactions("abc", &[(1, 9, "X")])
+                .unwrap_err()
+                .contains("outside")
+        );
+        assert!(
+            apply_redactions("é", &[(1, 2, "X")])
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+        assert!(
+            apply_redactions("abcdef", &[(0, 3, "X"), (2, 4, "Y")])
+                .unwrap_err()
+                .contains("overlaps")
+        );
     }
 
     #[test]
@@ -332,8 +397,14 @@ mod tests {
             denied: vec![],
         };
         assert_eq!(e.check(&ok), Ok(()));
-        let bad = Observed { verdict: "allow".into(), ..Default::default() };
+        let bad = Observed {
+            verdict: "allow".into(),
+            ..Default::default()
+        };
         let err = e.check(&bad).unwrap_err();
-        assert!(err.contains("verdict allow") && err.contains("no pii") && err.contains("text 0"), "{err}");
+        assert!(
+            err.contains("verdict allow") && err.contains("no pii") && err.contains("text 0"),
+            "{err}"
+        );
     }
 }

@@ -220,11 +220,21 @@ pub trait Scanner: Sized + 'static {
 impl Finding {
     /// A finding without span or score.
     pub fn new(category: Category, severity: Severity, message: impl Into<String>) -> Self {
-        Finding { category, severity, message: message.into(), span: None, score: None }
+        Finding {
+            category,
+            severity,
+            message: message.into(),
+            span: None,
+            score: None,
+        }
     }
     /// Attach a span: byte range `start..end` of text number `index`.
     pub fn at(mut self, index: usize, start: usize, end: usize) -> Self {
-        self.span = Some(Span { index: to_u32(index), start: to_u32(start), end: to_u32(end) });
+        self.span = Some(Span {
+            index: to_u32(index),
+            start: to_u32(start),
+            end: to_u32(end),
+        });
         self
     }
     /// Attach a confidence score in [0, 1].
@@ -237,7 +247,11 @@ impl Finding {
 impl Verdict {
     /// Deny when there is any finding, allow otherwise.
     pub fn deny_if_any(findings: Vec<Finding>) -> Self {
-        if findings.is_empty() { Verdict::Allow(Vec::new()) } else { Verdict::Deny(findings) }
+        if findings.is_empty() {
+            Verdict::Allow(Vec::new())
+        } else {
+            Verdict::Deny(findings)
+        }
     }
     /// Report a policy error (bad configuration, impossible input): logs the reason and
     /// panics, which the host records as an `error` outcome and handles per `on_error`.
@@ -549,7 +563,11 @@ impl Combined {
         }
         for (start, end, replacement) in report.redactions {
             self.edits.push(Edit::Redact(Redaction {
-                span: Span { index: to_u32(index), start: to_u32(start), end: to_u32(end) },
+                span: Span {
+                    index: to_u32(index),
+                    start: to_u32(start),
+                    end: to_u32(end),
+                },
                 replacement,
             }));
         }
@@ -559,7 +577,10 @@ impl Combined {
         if self.deny {
             Verdict::Deny(self.findings)
         } else if !self.edits.is_empty() {
-            Verdict::Modify(Modification { edits: self.edits, findings: self.findings })
+            Verdict::Modify(Modification {
+                edits: self.edits,
+                findings: self.findings,
+            })
         } else {
             Verdict::Allow(self.findings)
         }

@@ -64,7 +64,11 @@ impl Matcher {
                 .iter()
                 .enumerate()
                 .flat_map(|(pattern, re)| {
-                    re.find_iter(text).map(move |m| Match { pattern, start: m.start(), end: m.end() })
+                    re.find_iter(text).map(move |m| Match {
+                        pattern,
+                        start: m.start(),
+                        end: m.end(),
+                    })
                 })
                 .collect()
         }

@@ -5,8 +5,8 @@ use std::cell::RefCell;
 
 use crate::fixture::{self, CheckKind, Fixture, Observed, observe_authorizations, observe_verdict};
 use crate::{
-    Authorization, ChatRequest, Guardrail, Message, OutputFilter, RequestContext, Scanner, ToolCall,
-    ToolDefinition, ToolSandbox, Verdict,
+    Authorization, ChatRequest, Guardrail, Message, OutputFilter, RequestContext, Scanner,
+    ToolCall, ToolDefinition, ToolSandbox, Verdict,
 };
 
 thread_local! {
@@ -35,11 +35,17 @@ pub struct NativePolicy {
 impl NativePolicy {
     /// A [`Guardrail`].
     pub fn guardrail<P: Guardrail>() -> Self {
-        NativePolicy { request: Some(P::check_request), ..Default::default() }
+        NativePolicy {
+            request: Some(P::check_request),
+            ..Default::default()
+        }
     }
     /// An [`OutputFilter`].
     pub fn output_filter<P: OutputFilter>() -> Self {
-        NativePolicy { response: Some(P::check_response), ..Default::default() }
+        NativePolicy {
+            response: Some(P::check_response),
+            ..Default::default()
+        }
     }
     /// A [`Scanner`] (guardrail and output filter).
     pub fn scanner<S: Scanner>() -> Self {
@@ -51,7 +57,11 @@ impl NativePolicy {
     }
     /// A [`ToolSandbox`].
     pub fn tool_sandbox<P: ToolSandbox>() -> Self {
-        NativePolicy { tools: Some(P::check_tools), calls: Some(P::check_calls), ..Default::default() }
+        NativePolicy {
+            tools: Some(P::check_tools),
+            calls: Some(P::check_calls),
+            ..Default::default()
+        }
     }
 
     /// Run every case of a fixtures file with `default_config` (unless a case sets its
@@ -64,7 +74,10 @@ impl NativePolicy {
         cases
             .iter()
             .filter_map(|case| {
-                let config = case.config.as_ref().map_or_else(|| default_config.to_string(), |c| c.to_string());
+                let config = case
+                    .config
+                    .as_ref()
+                    .map_or_else(|| default_config.to_string(), |c| c.to_string());
                 set_config(&config);
                 match self.observe(case).and_then(|o| case.expect.check(&o)) {
                     Ok(()) => None,
@@ -103,7 +116,14 @@ impl NativePolicy {
                     })
                     .collect::<Result<Vec<_>, String>>()?;
                 let texts: Vec<String> = messages.iter().map(|m| m.content.clone()).collect();
-                observe_verdict(f(ChatRequest { context, messages, tools }), &texts)
+                observe_verdict(
+                    f(ChatRequest {
+                        context,
+                        messages,
+                        tools,
+                    }),
+                    &texts,
+                )
             }
             CheckKind::Response => {
                 let f = self.response.ok_or_else(|| missing("response"))?;

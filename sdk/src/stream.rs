@@ -29,7 +29,11 @@ pub struct HoldBack<S: Scanner> {
 impl<S: Scanner> HoldBack<S> {
     /// Wrap a scanner.
     pub fn with_scanner(scanner: S) -> Self {
-        HoldBack { scanner, pending: String::new(), released: 0 }
+        HoldBack {
+            scanner,
+            pending: String::new(),
+            released: 0,
+        }
     }
 
     fn release(&mut self, all: bool) -> StreamVerdict {
@@ -37,7 +41,11 @@ impl<S: Scanner> HoldBack<S> {
         if report.deny {
             return StreamVerdict::Deny(self.shift(report.findings));
         }
-        let cut = if all { self.pending.len() } else { self.safe_cut(&report) };
+        let cut = if all {
+            self.pending.len()
+        } else {
+            self.safe_cut(&report)
+        };
         let mut text = String::with_capacity(cut);
         let mut copied = 0;
         let mut redactions: Vec<_> = report.redactions.iter().filter(|r| r.0 < cut).collect();
@@ -68,7 +76,12 @@ impl<S: Scanner> HoldBack<S> {
         let window = self.scanner.window();
         let mut cut = char_floor(&self.pending, self.pending.len().saturating_sub(window));
         loop {
-            let straddling = report.redactions.iter().filter(|r| r.0 < cut && r.1 > cut).map(|r| r.0).min();
+            let straddling = report
+                .redactions
+                .iter()
+                .filter(|r| r.0 < cut && r.1 > cut)
+                .map(|r| r.0)
+                .min();
             match straddling {
                 Some(start) => cut = start,
                 None => return cut,
@@ -83,7 +96,11 @@ impl<S: Scanner> HoldBack<S> {
             .into_iter()
             .map(|mut f| {
                 if let Some(span) = f.span.as_mut() {
-                    *span = Span { index: 0, start: span.start + offset, end: span.end + offset };
+                    *span = Span {
+                        index: 0,
+                        start: span.start + offset,
+                        end: span.end + offset,
+                    };
                 }
                 f
             })
@@ -127,9 +144,13 @@ mod tests {
             let mut report = ScanReport::default();
             for (i, m) in text.match_indices("SECRET") {
                 report.redactions.push((i, i + m.len(), "[S]".into()));
-                report.findings.push(
-                    Finding::new(Category::Secret, Severity::High, "toy").at(0, i, i + m.len()),
-                );
+                report
+                    .findings
+                    .push(Finding::new(Category::Secret, Severity::High, "toy").at(
+                        0,
+                        i,
+                        i + m.len(),
+                    ));
             }
             report.deny = text.contains("STOP");
             report
@@ -152,11 +173,19 @@ mod tests {
         for c in chunks {
             let (t, f) = emitted(s.push(c));
             out.push_str(&t);
-            spans.extend(f.into_iter().filter_map(|f| f.span).map(|s| (s.start, s.end)));
+            spans.extend(
+                f.into_iter()
+                    .filter_map(|f| f.span)
+                    .map(|s| (s.start, s.end)),
+            );
         }
         let (t, f) = emitted(s.finish());
         out.push_str(&t);
-        spans.extend(f.into_iter().filter_map(|f| f.span).map(|s| (s.start, s.end)));
+        spans.extend(
+            f.into_iter()
+                .filter_map(|f| f.span)
+                .map(|s| (s.start, s.end)),
+        );
         assert_eq!(out, "hello [S] world, and [S] again énd");
         let input: String = chunks.concat();
         assert_eq!(spans, vec![(6, 12), (24, 30)]);

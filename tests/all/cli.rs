@@ -19,11 +19,17 @@ fn example_config_file() -> (tempfile::TempDir, std::path::PathBuf) {
 }
 
 fn decisions(stdout: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect()
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
 }
 
 fn by_id<'a>(lines: &'a [Value], id: &str) -> &'a Value {
-    lines.iter().find(|l| l["id"] == id).unwrap_or_else(|| panic!("no decision for {id}"))
+    lines
+        .iter()
+        .find(|l| l["id"] == id)
+        .unwrap_or_else(|| panic!("no decision for {id}"))
 }
 
 #[test]
@@ -35,7 +41,11 @@ fn check_prints_one_decision_per_line_and_keeps_going_after_bad_lines() {
         .arg(root().join("examples/requests/input.jsonl"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines = decisions(&out.stdout);
     assert_eq!(lines.len(), 8);
     assert_eq!(by_id(&lines, "benign")["verdict"], "allow");
@@ -45,10 +55,19 @@ fn check_prints_one_decision_per_line_and_keeps_going_after_bad_lines() {
     let pii = by_id(&lines, "pii-redacted");
     assert_eq!(pii["verdict"], "modify");
     let content = pii["modified"]["messages"][0]["content"].as_str().unwrap();
-    assert!(content.contains("[EMAIL_1]") && !content.contains("jane.doe"), "{content}");
+    assert!(
+        content.contains("[EMAIL_1]") && !content.contains("jane.doe"),
+        "{content}"
+    );
     assert_eq!(by_id(&lines, "secret-redacted")["verdict"], "modify");
-    assert_eq!(by_id(&lines, "tools-offered")["denied_tools"], serde_json::json!([1]));
-    let bad = lines.iter().find(|l| l.get("error").is_some()).expect("the malformed line is reported");
+    assert_eq!(
+        by_id(&lines, "tools-offered")["denied_tools"],
+        serde_json::json!([1])
+    );
+    let bad = lines
+        .iter()
+        .find(|l| l.get("error").is_some())
+        .expect("the malformed line is reported");
     assert!(bad["error"].as_str().unwrap().contains("line 8"), "{bad}");
     for line in lines.iter().filter(|l| l.get("policies").is_some()) {
         for run in line["policies"].as_array().unwrap() {
@@ -79,18 +98,34 @@ fn check_filters_responses_from_stdin() {
     assert_eq!(by_id(&lines, "benign-answer")["verdict"], "allow");
     let pii = by_id(&lines, "pii-in-answer");
     assert_eq!(pii["verdict"], "modify");
-    assert!(pii["modified"]["choices"][0]["message"]["content"].as_str().unwrap().contains("[EMAIL_1]"));
+    assert!(
+        pii["modified"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("[EMAIL_1]")
+    );
     assert_ne!(by_id(&lines, "key-in-answer")["verdict"], "allow");
-    assert_eq!(by_id(&lines, "tool-call-traversal")["denied_calls"], serde_json::json!([0]));
+    assert_eq!(
+        by_id(&lines, "tool-call-traversal")["denied_calls"],
+        serde_json::json!([0])
+    );
     assert_eq!(by_id(&lines, "tool-call-ok")["verdict"], "allow");
 }
 
 #[test]
 fn test_command_is_the_eval_gate() {
     let (_dir, config) = example_config_file();
-    let out = portcullis().args(["test", "--config"]).arg(&config).output().unwrap();
+    let out = portcullis()
+        .args(["test", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 
     // One wrong expectation fails the gate and names the case.
@@ -102,27 +137,48 @@ fn test_command_is_the_eval_gate() {
     )
     .unwrap();
     let text = example_config_text().replace(
-        &format!("{}/policies/prompt-injection/fixtures/cases.jsonl", root().display()),
+        &format!(
+            "{}/policies/prompt-injection/fixtures/cases.jsonl",
+            root().display()
+        ),
         &fixtures.display().to_string(),
     );
     let config = dir.path().join("c.toml");
     std::fs::write(&config, text).unwrap();
-    let out = portcullis().args(["test", "--config"]).arg(&config).output().unwrap();
+    let out = portcullis()
+        .args(["test", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("FAIL benign text must not be denied: verdict allow (expected deny)"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL benign text must not be denied: verdict allow (expected deny)"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn usage_and_config_errors_exit_2_with_a_clear_message() {
-    let out = portcullis().args(["check", "--config", "/nonexistent.toml"]).output().unwrap();
+    let out = portcullis()
+        .args(["check", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent.toml"));
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
-    std::fs::write(&config, "[[policies]]\nname = \"x\"\npath = \"missing.wasm\"\nstages = [\"input\"]\n").unwrap();
-    let out = portcullis().args(["check", "--config"]).arg(&config).output().unwrap();
+    std::fs::write(
+        &config,
+        "[[policies]]\nname = \"x\"\npath = \"missing.wasm\"\nstages = [\"input\"]\n",
+    )
+    .unwrap();
+    let out = portcullis()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("policy x: cannot read"));
 }

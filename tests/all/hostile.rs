@@ -16,13 +16,22 @@ pub fn request(text: &str) -> ChatRequest {
             model: "m".into(),
             metadata: Vec::new(),
         },
-        messages: vec![Message { role: Role::User, content: text.into(), name: None, tool_call_id: None }],
+        messages: vec![Message {
+            role: Role::User,
+            content: text.into(),
+            name: None,
+            tool_call_id: None,
+        }],
         tools: Vec::new(),
     }
 }
 
 async fn outcome_of(mode: &str, limits: Limits) -> (Outcome, u64, u32) {
-    let policy = load("portcullis_test_hostile", &format!(r#"{{"mode":"{mode}"}}"#), limits);
+    let policy = load(
+        "portcullis_test_hostile",
+        &format!(r#"{{"mode":"{mode}"}}"#),
+        limits,
+    );
     let run = policy.check_request(&request("hello")).await;
     (run.outcome(), run.fuel_used, run.logs_dropped)
 }
@@ -40,7 +49,10 @@ async fn well_behaved_modes_work() {
 
 #[tokio::test]
 async fn infinite_loop_exhausts_fuel() {
-    let limits = Limits { fuel: 20_000_000, ..Limits::default() };
+    let limits = Limits {
+        fuel: 20_000_000,
+        ..Limits::default()
+    };
     let (o, fuel, _) = outcome_of("loop", limits).await;
     assert_eq!(o, Outcome::FuelExhausted);
     assert_eq!(fuel, 20_000_000);
@@ -48,16 +60,26 @@ async fn infinite_loop_exhausts_fuel() {
 
 #[tokio::test]
 async fn infinite_loop_with_ample_fuel_times_out() {
-    let limits = Limits { fuel: u64::MAX / 2, deadline_ms: 30, ..Limits::default() };
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        deadline_ms: 30,
+        ..Limits::default()
+    };
     let (o, _, _) = outcome_of("loop", limits).await;
     assert_eq!(o, Outcome::Timeout);
 }
 
 #[tokio::test]
 async fn memory_bomb_hits_the_memory_limit() {
-    let limits = Limits { memory_bytes: 16 << 20, ..Limits::default() };
+    let limits = Limits {
+        memory_bytes: 16 << 20,
+        ..Limits::default()
+    };
     let (o, _, _) = outcome_of("memory", limits).await;
-    assert!(error_containing(&o, "memory limit of 16777216 bytes exceeded"), "{o:?}");
+    assert!(
+        error_containing(&o, "memory limit of 16777216 bytes exceeded"),
+        "{o:?}"
+    );
 }
 
 #[tokio::test]
@@ -71,14 +93,20 @@ async fn trap_and_panic_are_errors_with_the_reason() {
     let (o, _, _) = outcome_of("trap", Limits::default()).await;
     assert!(error_containing(&o, "unreachable"), "{o:?}");
     let (o, _, _) = outcome_of("panic", Limits::default()).await;
-    assert!(error_containing(&o, "hostile policy panics on purpose"), "{o:?}");
+    assert!(
+        error_containing(&o, "hostile policy panics on purpose"),
+        "{o:?}"
+    );
 }
 
 #[tokio::test]
 async fn oversized_results_are_refused() {
     // 2 MiB fits in memory but not in the 1 MiB output cap.
     let (o, _, _) = outcome_of("big", Limits::default()).await;
-    assert!(error_containing(&o, "more than the 1048576 allowed"), "{o:?}");
+    assert!(
+        error_containing(&o, "more than the 1048576 allowed"),
+        "{o:?}"
+    );
     // 100 MB cannot even be built inside the 32 MiB memory limit.
     let (o, _, _) = outcome_of("huge", Limits::default()).await;
     assert!(error_containing(&o, "memory limit"), "{o:?}");
@@ -88,7 +116,10 @@ async fn oversized_results_are_refused() {
 async fn log_spam_is_capped_and_charged() {
     let (o, _, dropped) = outcome_of("log-spam", Limits::default()).await;
     assert_eq!(o, Outcome::FuelExhausted, "each log call costs fuel");
-    assert!(dropped > 1000, "lines over the cap are dropped and counted ({dropped})");
+    assert!(
+        dropped > 1000,
+        "lines over the cap are dropped and counted ({dropped})"
+    );
 }
 
 #[tokio::test]
@@ -102,25 +133,43 @@ async fn host_keeps_serving_while_a_policy_spins() {
     let spinner = load(
         "portcullis_test_hostile",
         r#"{"mode":"loop"}"#,
-        Limits { fuel: u64::MAX / 2, deadline_ms: 300, ..Limits::default() },
+        Limits {
+            fuel: u64::MAX / 2,
+            deadline_ms: 300,
+            ..Limits::default()
+        },
     );
-    let good = std::sync::Arc::new(load("portcullis_test_hostile", r#"{"mode":"deny"}"#, Limits::default()));
+    let good = std::sync::Arc::new(load(
+        "portcullis_test_hostile",
+        r#"{"mode":"deny"}"#,
+        Limits::default(),
+    ));
     let spin = tokio::spawn(async move { spinner.check_request(&request("x")).await.outcome() });
     let mut handles = Vec::new();
     for _ in 0..50 {
         let good = good.clone();
-        handles.push(tokio::spawn(async move { good.check_request(&request("x")).await.outcome() }));
+        handles.push(tokio::spawn(async move {
+            good.check_request(&request("x")).await.outcome()
+        }));
     }
     for h in handles {
         assert_eq!(h.await.unwrap(), Outcome::Ok);
     }
-    assert!(!spin.is_finished(), "the 50 evaluations finished while the spinner was still running");
+    assert!(
+        !spin.is_finished(),
+        "the 50 evaluations finished while the spinner was still running"
+    );
     assert_eq!(spin.await.unwrap(), Outcome::Timeout);
 }
 
 fn pipeline_config(policies: &str) -> PipelineConfig {
     let text = format!("[limits]\nfuel = 20_000_000\n{policies}");
-    PipelineConfig::parse(&text, std::path::Path::new("test.toml"), guests().to_path_buf()).unwrap()
+    PipelineConfig::parse(
+        &text,
+        std::path::Path::new("test.toml"),
+        guests().to_path_buf(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -148,7 +197,11 @@ async fn allow_passes_and_stage_mismatch_is_refused_at_load() {
         "#,
     );
     // The guest is a guardrail: it cannot serve as an output filter.
-    let err = Pipeline::load(&config).await.err().expect("stage mismatch is refused").to_string();
+    let err = Pipeline::load(&config)
+        .await
+        .err()
+        .expect("stage mismatch is refused")
+        .to_string();
     assert!(err.contains("does not export response-filter"), "{err}");
 }
 
@@ -173,19 +226,39 @@ async fn invalid_answers_and_failures_apply_on_error() {
         ))
     };
     // Warm-up of a policy that always fails refuses the whole configuration.
-    let err = Pipeline::load(&make("trap", "deny")).await.err().expect("warm-up fails").to_string();
-    assert!(err.contains("policy h: failed its warm-up evaluation: error: trap"), "{err}");
+    let err = Pipeline::load(&make("trap", "deny"))
+        .await
+        .err()
+        .expect("warm-up fails")
+        .to_string();
+    assert!(
+        err.contains("policy h: failed its warm-up evaluation: error: trap"),
+        "{err}"
+    );
 
     // An invalid answer (a redaction outside the text) is only caught when applied.
     let pipeline = Pipeline::load(&make("bad-span", "deny")).await.unwrap();
     let d = pipeline.check_request(&request("hello"), None).await;
     assert_eq!(d.verdict, Action::Deny);
     let run = d.runs.iter().find(|r| r.policy == "h").unwrap();
-    assert_eq!(run.verdict, Some("modify"), "the policy's own verdict is recorded");
-    assert!(d.findings.iter().any(|f| f.category == "policy-failure" && f.message.contains("outside the text")));
+    assert_eq!(
+        run.verdict,
+        Some("modify"),
+        "the policy's own verdict is recorded"
+    );
+    assert!(
+        d.findings
+            .iter()
+            .any(|f| f.category == "policy-failure" && f.message.contains("outside the text"))
+    );
 
     let pipeline = Pipeline::load(&make("bad-span", "allow")).await.unwrap();
-    let d = pipeline.check_request(&request("hello"), Some(Stage::Input)).await;
+    let d = pipeline
+        .check_request(&request("hello"), Some(Stage::Input))
+        .await;
     assert_eq!(d.verdict, Action::Allow, "on_error = allow fails open");
-    assert!(d.findings.iter().any(|f| f.category == "policy-failure"), "but the failure is reported");
+    assert!(
+        d.findings.iter().any(|f| f.category == "policy-failure"),
+        "but the failure is reported"
+    );
 }

@@ -8,7 +8,10 @@ use portcullis::policy::Policy;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
 }
 
 /// Build every guest (policies and test guests) for wasm32-wasip2 with the `policy`
@@ -16,13 +19,31 @@ pub fn root() -> PathBuf {
 pub fn guests() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root().join("target"), PathBuf::from);
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = std::process::Command::new(cargo)
             .current_dir(root())
-            .args(["build", "--quiet", "--profile", "policy", "--target", "wasm32-wasip2"])
-            .args(["-p", "portcullis-test-hostile", "-p", "portcullis-policy-prompt-injection"])
-            .args(["-p", "portcullis-policy-pii", "-p", "portcullis-policy-secrets"])
+            .args([
+                "build",
+                "--quiet",
+                "--profile",
+                "policy",
+                "--target",
+                "wasm32-wasip2",
+            ])
+            .args([
+                "-p",
+                "portcullis-test-hostile",
+                "-p",
+                "portcullis-policy-prompt-injection",
+            ])
+            .args([
+                "-p",
+                "portcullis-policy-pii",
+                "-p",
+                "portcullis-policy-secrets",
+            ])
             .args(["-p", "portcullis-policy-tool-allowlist"])
             .status()
             .expect("cargo runs");
@@ -40,24 +61,39 @@ pub fn guest(name: &str) -> Vec<u8> {
 /// One engine for the whole test binary.
 pub fn engine() -> Arc<Engine> {
     static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
-    ENGINE.get_or_init(|| Engine::new(&EngineOptions::default()).expect("engine")).clone()
+    ENGINE
+        .get_or_init(|| Engine::new(&EngineOptions::default()).expect("engine"))
+        .clone()
 }
 
 /// Load a built guest with a JSON config and limits.
 pub fn load(name: &str, config: &str, limits: Limits) -> Policy {
-    engine().load(name, &guest(name), config.to_string(), limits).expect("policy loads")
+    engine()
+        .load(name, &guest(name), config.to_string(), limits)
+        .expect("policy loads")
 }
 
 /// `examples/portcullis.toml` with every path made absolute (components from
 /// [`guests`], fixtures from the repository), whatever the target directory is.
 pub fn example_config_text() -> String {
-    let text = std::fs::read_to_string(root().join("examples/portcullis.toml")).expect("example config");
-    text.replace("../target/wasm32-wasip2/policy/", &format!("{}/", guests().display()))
-        .replace("\"../policies/", &format!("\"{}/policies/", root().display()))
+    let text =
+        std::fs::read_to_string(root().join("examples/portcullis.toml")).expect("example config");
+    text.replace(
+        "../target/wasm32-wasip2/policy/",
+        &format!("{}/", guests().display()),
+    )
+    .replace(
+        "\"../policies/",
+        &format!("\"{}/policies/", root().display()),
+    )
 }
 
 /// The example configuration, parsed.
 pub fn example_config() -> portcullis::config::PipelineConfig {
-    portcullis::config::PipelineConfig::parse(&example_config_text(), Path::new("portcullis.toml"), root())
-        .expect("example config parses")
+    portcullis::config::PipelineConfig::parse(
+        &example_config_text(),
+        Path::new("portcullis.toml"),
+        root(),
+    )
+    .expect("example config parses")
 }

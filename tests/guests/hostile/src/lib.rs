@@ -30,7 +30,11 @@ impl Guardrail for Hostile {
         };
         match cfg.mode.as_str() {
             "allow" => Verdict::Allow(Vec::new()),
-            "deny" => Verdict::Deny(vec![Finding::new(Category::Jailbreak, Severity::High, "always denies")]),
+            "deny" => Verdict::Deny(vec![Finding::new(
+                Category::Jailbreak,
+                Severity::High,
+                "always denies",
+            )]),
             "loop" => loop {
                 std::hint::black_box(&request);
             },
@@ -57,7 +61,11 @@ impl Guardrail for Hostile {
                 unreachable!()
             }
             "panic" => panic!("hostile policy panics on purpose"),
-            "big" => Verdict::Deny(vec![Finding::new(Category::Jailbreak, Severity::High, "x".repeat(2 << 20))]),
+            "big" => Verdict::Deny(vec![Finding::new(
+                Category::Jailbreak,
+                Severity::High,
+                "x".repeat(2 << 20),
+            )]),
             "huge" => Verdict::Deny(vec![Finding::new(
                 Category::Jailbreak,
                 Severity::High,
@@ -71,7 +79,11 @@ impl Guardrail for Hostile {
             }
             "bad-span" => Verdict::Modify(Modification {
                 edits: vec![Edit::Redact(Redaction {
-                    span: Span { index: 0, start: 0, end: u32::MAX },
+                    span: Span {
+                        index: 0,
+                        start: 0,
+                        end: u32::MAX,
+                    },
                     replacement: "[X]".into(),
                 })],
                 findings: Vec::new(),
@@ -89,7 +101,11 @@ impl Guardrail for Hostile {
 /// so it overflows the engine's stack limit rather than linear memory.
 #[inline(never)]
 fn recurse(n: u64) -> u64 {
-    if n == u64::MAX { n } else { std::hint::black_box(recurse(std::hint::black_box(n + 1))) + 1 }
+    if n == u64::MAX {
+        n
+    } else {
+        std::hint::black_box(recurse(std::hint::black_box(n + 1))) + 1
+    }
 }
 
 portcullis_sdk::export_guardrail!(Hostile);
