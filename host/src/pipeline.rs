@@ -377,10 +377,10 @@ impl Pipeline {
             if decision.denied() {
                 return decision;
             }
-            if let Subject::Response { text: new, .. } = subject {
-                if &new != text {
-                    decision.modified.insert(choice, new);
-                }
+            if let Subject::Response { text: new, .. } = subject
+                && &new != text
+            {
+                decision.modified.insert(choice, new);
             }
         }
         decision

@@ -279,13 +279,13 @@ impl OutputSize for Opened {
 }
 
 fn expect_count(mut run: Run<Vec<Authorization>>, expected: usize) -> Run<Vec<Authorization>> {
-    if let Ok(list) = &run.result {
-        if list.len() != expected {
-            run.result = Err(Outcome::Error(format!(
-                "returned {} authorizations for {expected} items",
-                list.len()
-            )));
-        }
+    if let Ok(list) = &run.result
+        && list.len() != expected
+    {
+        run.result = Err(Outcome::Error(format!(
+            "returned {} authorizations for {expected} items",
+            list.len()
+        )));
     }
     run
 }

@@ -383,6 +383,9 @@ fn to_u32(n: usize) -> u32 {
 #[macro_export]
 macro_rules! export_guardrail {
     ($policy:ty) => {
+        // Natively nothing is exported; this keeps the policy type used and checked.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn($crate::ChatRequest) -> $crate::Verdict = <$policy as $crate::Guardrail>::check_request;
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct PortcullisGuardrail;
@@ -403,6 +406,9 @@ macro_rules! export_guardrail {
 #[macro_export]
 macro_rules! export_output_filter {
     ($policy:ty) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn($crate::RequestContext, String) -> $crate::Verdict =
+            <$policy as $crate::OutputFilter>::check_response;
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::bindings::output_filter::exports::portcullis::policy::response_filter as rf;
@@ -443,6 +449,9 @@ macro_rules! export_output_filter {
 #[macro_export]
 macro_rules! export_tool_sandbox {
     ($policy:ty) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn($crate::RequestContext, Vec<$crate::ToolDefinition>) -> Vec<$crate::Authorization> =
+            <$policy as $crate::ToolSandbox>::check_tools;
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct PortcullisSandbox;
@@ -475,6 +484,8 @@ macro_rules! export_tool_sandbox {
 #[macro_export]
 macro_rules! export_scanner {
     ($scanner:ty) => {
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn(&$crate::ChatRequest) -> $crate::Verdict = $crate::scan_request::<$scanner>;
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             use $crate::bindings::guardrail::exports::portcullis::policy::request_checker as rc;
