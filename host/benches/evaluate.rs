@@ -207,6 +207,21 @@ async fn main() {
     let pii = support::load("portcullis_policy_pii", "{}", limits);
     let secrets = support::load("portcullis_policy_secrets", "{}", limits);
     portcullis_sdk::native::set_config("{}");
+    // Start-up cost: a 2-byte prompt is all instantiation, config parsing and matcher
+    // cache lookups.
+    for (name, policy) in [
+        ("prompt-injection", &pi),
+        ("pii", &pii),
+        ("secrets", &secrets),
+    ] {
+        let stats =
+            time_async(async || assert!(policy.check_request(&tiny).await.result.is_ok())).await;
+        row(
+            &format!("{name}, 2-byte prompt (start-up cost)"),
+            &stats,
+            None,
+        );
+    }
     for size in [1024, 4096, 16384] {
         let text = prompt(size);
         let req = request(&text);

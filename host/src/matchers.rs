@@ -6,10 +6,10 @@
 //! number of distinct sets per policy are capped. Scans run natively and are charged to
 //! the calling policy's fuel.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use regex::{Regex, RegexBuilder};
+use rustc_hash::FxHashMap;
 
 use crate::bindings::Match;
 
@@ -19,10 +19,12 @@ pub const MAX_PATTERNS: usize = 64;
 pub const MAX_PATTERN_BYTES: usize = 4 << 10;
 /// At most this many distinct pattern lists per policy version.
 pub const MAX_SETS_PER_POLICY: usize = 16;
-/// Compiled program size limit per pattern (the regex crate's `size_limit`).
-const REGEX_SIZE_LIMIT: usize = 2 << 20;
-/// Lazy-DFA cache limit per pattern.
-const REGEX_DFA_LIMIT: usize = 1 << 20;
+/// Compiled program size limit per pattern: the regex crate's default, so a pattern
+/// behaves the same here as in the SDK's native emulation.
+const REGEX_SIZE_LIMIT: usize = 10 << 20;
+/// Lazy-DFA cache limit per pattern: the regex crate's default. Smaller caches make
+/// large alternations thrash and fall back to much slower engines.
+const REGEX_DFA_LIMIT: usize = 2 << 20;
 /// Fuel charged per scanned byte per pattern (about what the same scan costs in wasm).
 pub const FUEL_PER_BYTE_PER_PATTERN: u64 = 20;
 /// Fuel charged per `find-all` call on top of the scan.
@@ -63,7 +65,10 @@ pub struct MatcherHandle(pub Arc<CompiledSet>);
 /// The compiled pattern lists of one policy version.
 #[derive(Debug, Default)]
 pub struct MatcherCache {
-    sets: Mutex<HashMap<Vec<String>, Arc<CompiledSet>>>,
+    // Every fresh instance looks its lists up again, hashing all pattern bytes: a fast
+    // non-cryptographic hash (the keys come from the policy, which is sandboxed and
+    // capped at MAX_SETS_PER_POLICY entries, so collision flooding cannot grow it).
+    sets: Mutex<FxHashMap<Vec<String>, Arc<CompiledSet>>>,
 }
 
 impl MatcherCache {

@@ -19,7 +19,35 @@ pub struct Matcher {
     #[cfg(target_arch = "wasm32")]
     inner: crate::bindings::imports::portcullis::policy::matchers::Matcher,
     #[cfg(not(target_arch = "wasm32"))]
-    inner: Vec<regex::Regex>,
+    inner: std::sync::Arc<Vec<regex::Regex>>,
+}
+
+/// Natively, compiled lists are cached process-wide, as the host caches them per policy.
+#[cfg(not(target_arch = "wasm32"))]
+fn native_compile(patterns: Vec<String>) -> Result<std::sync::Arc<Vec<regex::Regex>>, String> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Cache = Mutex<HashMap<Vec<String>, Arc<Vec<regex::Regex>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(hit) = cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&patterns)
+    {
+        return Ok(hit.clone());
+    }
+    let compiled = patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| regex::Regex::new(p).map_err(|e| format!("pattern {i}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let compiled = Arc::new(compiled);
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(patterns, compiled.clone());
+    Ok(compiled)
 }
 
 impl Matcher {
@@ -34,12 +62,7 @@ impl Matcher {
         }
         #[cfg(not(target_arch = "wasm32"))]
         {
-            patterns
-                .iter()
-                .enumerate()
-                .map(|(i, p)| regex::Regex::new(p).map_err(|e| format!("pattern {i}: {e}")))
-                .collect::<Result<Vec<_>, _>>()
-                .map(|inner| Matcher { inner })
+            native_compile(patterns).map(|inner| Matcher { inner })
         }
     }
 

@@ -73,7 +73,8 @@ fn check_prints_one_decision_per_line_and_keeps_going_after_bad_lines() {
         for run in line["policies"].as_array().unwrap() {
             assert!(run["digest"].as_str().unwrap().starts_with("sha256:"));
             assert!(run["fuel"].as_u64().is_some() && run["micros"].as_u64().is_some());
-            assert_eq!(run["outcome"], "ok");
+            // A deny cancels the stage's unfinished runs, which are recorded as skipped.
+            assert!(run["outcome"] == "ok" || run["outcome"] == "skipped", "{run}");
         }
     }
 }

@@ -99,8 +99,8 @@ impl State {
 impl Detector {
     /// Build the matchers for `config` (which must be valid).
     pub fn new(config: &Config) -> Result<Self, String> {
-        let rules: Vec<String> = RULES.iter().map(|r| rules::compile(r.template)).collect();
-        let context: Vec<String> = CONTEXT.iter().map(|t| rules::compile(t)).collect();
+        let rules: Vec<&str> = RULES.iter().map(|r| r.template.pattern).collect();
+        let context: Vec<&str> = CONTEXT.iter().map(|t| t.pattern).collect();
         let gate: Vec<String> = ROT13_KEYWORDS.iter().map(|w| decode::rot13(w)).collect();
         let gate = rules::compile(&format!("~(?:{})~", gate.join("|")));
         let extra = if config.extra_phrases.is_empty() {
