@@ -74,7 +74,10 @@ fn check_prints_one_decision_per_line_and_keeps_going_after_bad_lines() {
             assert!(run["digest"].as_str().unwrap().starts_with("sha256:"));
             assert!(run["fuel"].as_u64().is_some() && run["micros"].as_u64().is_some());
             // A deny cancels the stage's unfinished runs, which are recorded as skipped.
-            assert!(run["outcome"] == "ok" || run["outcome"] == "skipped", "{run}");
+            assert!(
+                run["outcome"] == "ok" || run["outcome"] == "skipped",
+                "{run}"
+            );
         }
     }
 }
