@@ -114,10 +114,11 @@ pub fn parse_request(
     let obj = body
         .as_object()
         .ok_or_else(|| bad("the request must be a JSON object"))?;
-    let messages = obj
-        .get("messages")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("the request has no \"messages\" array"))?;
+    let messages = match obj.get("messages") {
+        Some(Value::Array(m)) => m,
+        Some(_) => return Err(bad("\"messages\" must be an array of messages")),
+        None => return Err(bad("the request has no \"messages\"")),
+    };
     let messages = messages
         .iter()
         .enumerate()

@@ -116,9 +116,12 @@ pub struct Reported {
     /// Where, if known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub span: Option<SpanOut>,
-    /// Confidence, if scored.
+    /// For the tool stage: which offered tool or tool call.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<f32>,
+    pub item: Option<u32>,
+    /// Confidence, if scored (rounded to three decimals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
     /// False for monitor-mode policies (recorded, not applied).
     pub enforced: bool,
 }
@@ -732,6 +735,7 @@ fn reported(
     stage: Stage,
     f: Finding,
     span: Option<SpanOut>,
+    item: Option<u32>,
     enforced: bool,
 ) -> Reported {
     Reported {
@@ -741,7 +745,8 @@ fn reported(
         severity: severity_name(f.severity),
         message: f.message,
         span,
-        score: f.score,
+        item,
+        score: f.score.map(|s| (f64::from(s) * 1000.0).round() / 1000.0),
         enforced,
     }
 }
@@ -762,7 +767,7 @@ fn report(
         });
         decision
             .findings
-            .push(reported(entry, stage, f, span, enforced));
+            .push(reported(entry, stage, f, span, None, enforced));
     }
 }
 
@@ -774,14 +779,21 @@ fn report_authorization(
     enforced: bool,
 ) {
     for f in findings {
-        let span = Some(SpanOut {
-            index: item as u32,
-            start: 0,
-            end: 0,
+        // A span from a tool sandbox points into the tool's description or the call's
+        // arguments; `item` says which tool or call in any case.
+        let span = f.span.map(|s| SpanOut {
+            index: s.index,
+            start: s.start,
+            end: s.end,
         });
-        decision
-            .findings
-            .push(reported(entry, Stage::Tool, f, span, enforced));
+        decision.findings.push(reported(
+            entry,
+            Stage::Tool,
+            f,
+            span,
+            Some(item as u32),
+            enforced,
+        ));
     }
 }
 
