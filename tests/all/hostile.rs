@@ -123,6 +123,37 @@ async fn log_spam_is_capped_and_charged() {
 }
 
 #[tokio::test]
+async fn policies_get_no_files_environment_clock_or_network() {
+    let policy = load(
+        "portcullis_test_hostile",
+        r#"{"mode":"probe"}"#,
+        Limits::default(),
+    );
+    let run = policy.check_request(&request("x")).await;
+    let Ok(portcullis::bindings::Verdict::Allow(findings)) = run.result else {
+        panic!("probe failed: {:?}", run.outcome())
+    };
+    let got: Vec<String> = findings
+        .iter()
+        .map(|f| match &f.category {
+            portcullis::bindings::Category::Custom(c) => c.clone(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "fs:denied",
+            "dir:denied",
+            "env:0",
+            "args:0",
+            "clock:0",
+            "net:denied"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn matcher_limits_are_reported_to_the_policy() {
     let (o, _, _) = outcome_of("matcher-bomb", Limits::default()).await;
     assert!(error_containing(&o, "pattern 0 rejected"), "{o:?}");

@@ -7,7 +7,8 @@
 //! * `trap`: hit `unreachable`; `panic`: panic with a message;
 //! * `big`: return a 2 MiB finding message; `huge`: a 100 MB one;
 //! * `log-spam`: log a million lines;
-//! * `bad-span`: return a redaction outside the text; `matcher-bomb`: ask the host to
+//! * `bad-span`: return a redaction outside the text; `probe`: try files, environment,
+//!   clocks and the network, and report what was obtained; `matcher-bomb`: ask the host to
 //!   compile an enormous regular expression.
 
 use portcullis_sdk::{
@@ -88,6 +89,7 @@ impl Guardrail for Hostile {
                 })],
                 findings: Vec::new(),
             }),
+            "probe" => Verdict::Allow(probe_capabilities()),
             "matcher-bomb" => match portcullis_sdk::Matcher::new(&["(a{1000}){1000}"]) {
                 Ok(_) => Verdict::Allow(Vec::new()),
                 Err(e) => Verdict::error(e),
@@ -95,6 +97,34 @@ impl Guardrail for Hostile {
             other => Verdict::error(format!("unknown mode {other:?}")),
         }
     }
+}
+
+/// Try what a sandbox escape would need and report what was obtained, one finding per
+/// probe (`custom("<probe>:<result>")`).
+fn probe_capabilities() -> Vec<Finding> {
+    let note = |what: String| Finding::new(Category::Custom(what), Severity::Low, "probe");
+    let fs = match std::fs::read("/etc/hostname") {
+        Ok(bytes) => format!("fs:read {} bytes", bytes.len()),
+        Err(_) => "fs:denied".to_string(),
+    };
+    let dir = match std::fs::read_dir(".") {
+        Ok(entries) => format!("dir:listed {}", entries.count()),
+        Err(_) => "dir:denied".to_string(),
+    };
+    let env = format!("env:{}", std::env::vars().count());
+    let args = format!("args:{}", std::env::args().count());
+    let clock = match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => format!("clock:{}", d.as_secs()),
+        Err(_) => "clock:before-epoch".to_string(),
+    };
+    let net = match std::net::TcpStream::connect("127.0.0.1:9") {
+        Ok(_) => "net:connected".to_string(),
+        Err(_) => "net:denied".to_string(),
+    };
+    [fs, dir, env, args, clock, net]
+        .into_iter()
+        .map(note)
+        .collect()
 }
 
 /// Recursion that keeps every frame on the wasm call stack (no shadow-stack buffers),
