@@ -12,7 +12,9 @@
 //! * [`pipeline`]: stages, verdict combination and decisions;
 //! * [`openai`]: OpenAI Chat Completions payloads in and out of the contract types;
 //! * [`fixtures`]: running policies' fixtures (the CI eval gate).
+//! * [`artifact`]: signed policy artifacts (bundles, keys, the trust store).
 
+pub mod artifact;
 pub mod bindings;
 pub mod config;
 pub mod engine;

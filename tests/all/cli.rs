@@ -47,7 +47,7 @@ fn check_prints_one_decision_per_line_and_keeps_going_after_bad_lines() {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines = decisions(&out.stdout);
-    assert_eq!(lines.len(), 8);
+    assert_eq!(lines.len(), 9);
     assert_eq!(by_id(&lines, "benign")["verdict"], "allow");
     assert_eq!(by_id(&lines, "injection")["verdict"], "deny");
     assert_eq!(by_id(&lines, "injection-in-tool-result")["verdict"], "deny");
@@ -60,15 +60,23 @@ fn check_prints_one_decision_per_line_and_keeps_going_after_bad_lines() {
         "{content}"
     );
     assert_eq!(by_id(&lines, "secret-redacted")["verdict"], "modify");
+    let tools = by_id(&lines, "tools-offered");
+    assert_eq!(tools["denied_tools"], serde_json::json!([1]));
     assert_eq!(
-        by_id(&lines, "tools-offered")["denied_tools"],
-        serde_json::json!([1])
+        tools["findings"][0]["item"], 1,
+        "tool findings say which tool"
+    );
+    let rug_pull = by_id(&lines, "tool-rug-pull");
+    assert_eq!(rug_pull["denied_tools"], serde_json::json!([0]));
+    assert_eq!(
+        rug_pull["findings"][0]["severity"], "critical",
+        "{rug_pull}"
     );
     let bad = lines
         .iter()
         .find(|l| l.get("error").is_some())
         .expect("the malformed line is reported");
-    assert!(bad["error"].as_str().unwrap().contains("line 8"), "{bad}");
+    assert!(bad["error"].as_str().unwrap().contains("line 9"), "{bad}");
     for line in lines.iter().filter(|l| l.get("policies").is_some()) {
         for run in line["policies"].as_array().unwrap() {
             assert!(run["digest"].as_str().unwrap().starts_with("sha256:"));

@@ -114,7 +114,13 @@ async fn oversized_results_are_refused() {
 
 #[tokio::test]
 async fn log_spam_is_capped_and_charged() {
-    let (o, _, dropped) = outcome_of("log-spam", Limits::default()).await;
+    // A generous deadline, so that fuel (deterministic) is what stops it even on a
+    // loaded machine.
+    let limits = Limits {
+        deadline_ms: 20_000,
+        ..Limits::default()
+    };
+    let (o, _, dropped) = outcome_of("log-spam", limits).await;
     assert_eq!(o, Outcome::FuelExhausted, "each log call costs fuel");
     assert!(
         dropped > 1000,

@@ -4,4 +4,5 @@ mod cache;
 mod cli;
 mod hostile;
 mod pipeline;
+mod signing;
 mod support;

@@ -100,7 +100,7 @@ async fn disallowed_tools_and_calls_are_refused() {
     let tools = vec![ToolDefinition {
         server: "fs".into(),
         name: "read_file".into(),
-        description: "Read a file.".into(),
+        description: "Read a file from the project workspace.".into(), // as pinned
         input_schema:
             r#"{"type":"object","properties":{"path":{"type":"string"}},"required":["path"]}"#
                 .into(),
