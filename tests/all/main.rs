@@ -2,6 +2,7 @@
 
 mod cache;
 mod cli;
+mod fuzz;
 mod hostile;
 mod pipeline;
 mod signing;
