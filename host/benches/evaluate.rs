@@ -312,6 +312,8 @@ async fn main() {
     let dir = support::guests().to_path_buf();
     let config = PipelineConfig::parse(
         r#"
+        [trust]
+        allow_unsigned = true # the benchmark measures evaluation, not loading
         [[policies]]
         name = "prompt-injection"
         path = "portcullis_policy_prompt_injection.wasm"

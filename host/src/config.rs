@@ -115,6 +115,9 @@ pub struct PipelineConfig {
     /// Default limits and ceilings.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// How policies are verified before they load.
+    #[serde(default)]
+    pub trust: TrustSection,
     /// The policies, in order (order matters when modifications compose).
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
@@ -140,6 +143,21 @@ impl Default for EngineSection {
             cache_dir: None,
         }
     }
+}
+
+/// `[trust]`: every policy is verified against the operator's trust store before it
+/// loads. There is no way to skip verification except `allow_unsigned = true`, which is
+/// for development: it is logged loudly on every load and marks every decision.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSection {
+    /// The trust store (`trust.toml`).
+    pub store: Option<PathBuf>,
+    /// Anti-rollback high-water marks (default: the store's path + `.state.json`).
+    pub state: Option<PathBuf>,
+    /// Development only: load policies without verifying their signatures.
+    #[serde(default)]
+    pub allow_unsigned: bool,
 }
 
 /// `[limits]` and a policy's `limits`: all optional.
@@ -226,6 +244,26 @@ impl PipelineConfig {
         }
         self.ceilings()
             .map_err(|(k, m)| invalid(format!("limits.{k}"), m))?;
+        match (&self.trust.store, self.trust.allow_unsigned) {
+            (None, false) => {
+                return Err(invalid(
+                    "trust.store".into(),
+                    "no trust store configured, and every policy must be verified: set \
+                     [trust] store = \"trust.toml\" (see the README), or allow_unsigned = true \
+                     for development only"
+                        .into(),
+                ));
+            }
+            (Some(_), true) => {
+                return Err(invalid(
+                    "trust.allow_unsigned".into(),
+                    "set either a trust store or allow_unsigned, not both (a configured store \
+                     must never be bypassed)"
+                        .into(),
+                ));
+            }
+            _ => {}
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, p) in self.policies.iter().enumerate() {
             let key = |field: &str| format!("policies[{i}].{field}");
@@ -257,6 +295,16 @@ impl PipelineConfig {
         } else {
             self.base_dir.join(path)
         }
+    }
+
+    /// The resolved trust store and state paths, or `None` with `allow_unsigned`.
+    pub fn trust_paths(&self) -> Option<(PathBuf, PathBuf)> {
+        let store = self.resolve(self.trust.store.as_ref()?);
+        let state = match &self.trust.state {
+            Some(state) => self.resolve(state),
+            None => PathBuf::from(format!("{}.state.json", store.display())),
+        };
+        Some((store, state))
     }
 
     /// Engine options from `[engine]` and the memory ceiling.
@@ -357,8 +405,30 @@ impl PolicyConfig {
 mod tests {
     use super::*;
 
+    /// Parse with verification switched off (these tests are about other sections).
     fn parse(text: &str) -> Result<PipelineConfig, ConfigError> {
-        PipelineConfig::parse(text, Path::new("test.toml"), PathBuf::from("/etc/p"))
+        let text = format!("[trust]\nallow_unsigned = true\n{text}");
+        PipelineConfig::parse(&text, Path::new("test.toml"), PathBuf::from("/etc/p"))
+    }
+
+    #[test]
+    fn verification_cannot_be_left_out_or_bypassed_by_accident() {
+        let raw = |t: &str| PipelineConfig::parse(t, Path::new("t.toml"), PathBuf::from("/etc/p"));
+        let e = raw("[[policies]]\nname = \"a\"\npath = \"a\"\nstages = [\"input\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("trust.store") && e.contains("allow_unsigned = true"),
+            "{e}"
+        );
+        let e = raw("[trust]\nstore = \"t.toml\"\nallow_unsigned = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not both"), "{e}");
+        let c = raw("[trust]\nstore = \"t.toml\"\n").unwrap();
+        let (store, state) = c.trust_paths().unwrap();
+        assert_eq!(store, PathBuf::from("/etc/p/t.toml"));
+        assert_eq!(state, PathBuf::from("/etc/p/t.toml.state.json"));
     }
 
     #[test]

@@ -19,12 +19,15 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
 
+use crate::artifact::bundle;
+use crate::artifact::manifest::RequestedLimits;
+use crate::artifact::trust::{TrustError, TrustStore, Verified, Verifier, exports_via_engine};
 use crate::bindings::{
     Authorization, Category, ChatRequest, Edit, Finding, Message, RequestContext, Role, Severity,
     ToolCall, ToolDefinition, Verdict,
 };
 use crate::config::{Mode, OnError, PipelineConfig, Stage};
-use crate::engine::{Engine, EngineError, Outcome, Run};
+use crate::engine::{Engine, EngineError, Limits, Outcome, Run};
 use crate::openai::ModelResponse;
 use crate::policy::Policy;
 
@@ -56,6 +59,17 @@ pub enum LoadError {
         /// The missing export.
         export: &'static str,
     },
+    /// The trust store cannot be used.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    /// A policy's signature bundle is missing or does not verify.
+    #[error("policy {policy}: refused, signature verification failed: {reason}")]
+    Verification {
+        /// Policy name.
+        policy: String,
+        /// The failed check.
+        reason: String,
+    },
     /// A policy failed its warm-up evaluation (bad configuration, crash at start).
     #[error("policy {policy}: failed its warm-up evaluation: {outcome}")]
     WarmUp {
@@ -80,6 +94,10 @@ pub struct Entry {
     pub fixtures: Option<PathBuf>,
     /// The component file, resolved.
     pub path: PathBuf,
+    /// Key ids whose signatures verified (empty when unsigned).
+    pub signers: Vec<String>,
+    /// Loaded without verification (`[trust] allow_unsigned = true`).
+    pub unsigned: bool,
 }
 
 /// A loaded pipeline.
@@ -163,6 +181,9 @@ pub struct RunRecord {
     /// Log lines dropped over the cap.
     #[serde(skip_serializing_if = "is_zero")]
     pub logs_dropped: u32,
+    /// The policy was loaded without signature verification (development only).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unsigned: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -272,6 +293,12 @@ impl Pipeline {
         engine: &Arc<Engine>,
         config: &PipelineConfig,
     ) -> Result<Pipeline, LoadError> {
+        let verifier = match config.trust_paths() {
+            Some((store, state)) => {
+                Some(Verifier::new(TrustStore::load(&store)?).with_state(state))
+            }
+            None => None,
+        };
         let mut entries = Vec::new();
         for p in &config.policies {
             let path = config.resolve(&p.path);
@@ -280,12 +307,28 @@ impl Pipeline {
                 path: path.clone(),
                 source,
             })?;
-            let limits = config
-                .limits_for(p)
-                .map_err(|(key, message)| EngineError::Invalid {
-                    policy: p.name.clone(),
-                    reason: format!("limits.{key}: {message}"),
-                })?;
+            let mut limits =
+                config
+                    .limits_for(p)
+                    .map_err(|(key, message)| EngineError::Invalid {
+                        policy: p.name.clone(),
+                        reason: format!("limits.{key}: {message}"),
+                    })?;
+            let signers = match &verifier {
+                Some(verifier) => {
+                    let verified = verify(engine, verifier, &p.name, &path, &wasm)?;
+                    apply_signed_limits(&mut limits, &verified.statement.predicate.limits);
+                    verified.key_ids
+                }
+                None => {
+                    tracing::warn!(
+                        policy = %p.name,
+                        "loading an UNSIGNED policy: [trust] allow_unsigned = true is for \
+                         development only; every decision it takes part in is marked unsigned"
+                    );
+                    Vec::new()
+                }
+            };
             let policy = engine.load(&p.name, &wasm, p.config_json(), limits)?;
             let entry = Entry {
                 policy,
@@ -294,6 +337,8 @@ impl Pipeline {
                 mode: p.mode,
                 fixtures: p.fixtures.as_ref().map(|f| config.resolve(f)),
                 path,
+                unsigned: verifier.is_none(),
+                signers,
             };
             warm_up(&entry).await?;
             entries.push(Arc::new(entry));
@@ -532,6 +577,49 @@ impl Pipeline {
     }
 }
 
+/// Verify the sidecar bundle of the component at `path` for policy `name`. The host
+/// grants no capabilities yet, so a policy that requests any is refused.
+fn verify(
+    engine: &Arc<Engine>,
+    verifier: &Verifier,
+    name: &str,
+    path: &std::path::Path,
+    wasm: &[u8],
+) -> Result<Verified, LoadError> {
+    let refuse = |reason: String| LoadError::Verification {
+        policy: name.to_string(),
+        reason,
+    };
+    let bundle =
+        bundle::read_capped(&bundle::sidecar_path(path)).map_err(|e| refuse(e.to_string()))?;
+    let verified = verifier
+        .verify_named(name, wasm, &bundle, || exports_via_engine(engine, wasm))
+        .map_err(|e| refuse(e.to_string()))?;
+    let wanted = &verified.statement.predicate.capabilities.wasi;
+    if !wanted.is_empty() {
+        return Err(refuse(format!(
+            "requests capabilities the operator has not granted: {}",
+            wanted.join(", ")
+        )));
+    }
+    Ok(verified)
+}
+
+/// The effective limits are the tighter of the operator's and the signed manifest's.
+fn apply_signed_limits(limits: &mut Limits, signed: &RequestedLimits) {
+    if let Some(fuel) = signed.fuel {
+        limits.fuel = limits.fuel.min(fuel);
+    }
+    if let Some(mb) = signed.memory_mb {
+        limits.memory_bytes = limits
+            .memory_bytes
+            .min(usize::try_from(mb << 20).unwrap_or(usize::MAX));
+    }
+    if let Some(ms) = signed.deadline_ms {
+        limits.deadline_ms = limits.deadline_ms.min(ms);
+    }
+}
+
 /// Run `eval` for every entry concurrently, interleaved on this task: each policy
 /// yields at every epoch tick, so a slow one never holds up the others, and no thread
 /// hop or task spawn is paid (measured: spawning each policy onto the runtime's
@@ -727,6 +815,7 @@ fn record<T>(
         fuel: run.fuel_used,
         micros: run.micros,
         logs_dropped: run.logs_dropped,
+        unsigned: entry.unsigned,
     }
 }
 

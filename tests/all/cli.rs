@@ -181,16 +181,27 @@ fn usage_and_config_errors_exit_2_with_a_clear_message() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        "[[policies]]\nname = \"x\"\npath = \"missing.wasm\"\nstages = [\"input\"]\n",
-    )
-    .unwrap();
-    let out = portcullis()
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("policy x: cannot read"));
+    let policy = "[[policies]]\nname = \"x\"\npath = \"missing.wasm\"\nstages = [\"input\"]\n";
+    let run = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let out = portcullis()
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run(policy);
+    assert!(
+        err.contains("trust.store") && err.contains("allow_unsigned"),
+        "{err}"
+    );
+    let err = run(&format!("[trust]\nstore = \"none.toml\"\n{policy}"));
+    assert!(
+        err.contains("cannot read") && err.contains("none.toml"),
+        "{err}"
+    );
+    let err = run(&format!("[trust]\nallow_unsigned = true\n{policy}"));
+    assert!(err.contains("policy x: cannot read"), "{err}");
 }

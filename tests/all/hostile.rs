@@ -200,7 +200,7 @@ async fn host_keeps_serving_while_a_policy_spins() {
 }
 
 fn pipeline_config(policies: &str) -> PipelineConfig {
-    let text = format!("[limits]\nfuel = 20_000_000\n{policies}");
+    let text = format!("[trust]\nallow_unsigned = true\n[limits]\nfuel = 20_000_000\n{policies}");
     PipelineConfig::parse(
         &text,
         std::path::Path::new("test.toml"),

@@ -181,7 +181,7 @@ async fn streamed_email_split_across_chunks_is_redacted() {
 
 fn hostile_config(policies: &str) -> PipelineConfig {
     PipelineConfig::parse(
-        policies,
+        &format!("[trust]\nallow_unsigned = true\n{policies}"),
         std::path::Path::new("t.toml"),
         guests().to_path_buf(),
     )

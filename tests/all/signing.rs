@@ -774,3 +774,99 @@ fn bundles_interoperate_with_an_independent_python_implementation() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// ---- enforcement at load ----
+
+/// A directory with the pii component, its bundle signed by `signer`, a trust store
+/// trusting `signer`, and a pipeline configuration loading it as `name`.
+fn signed_pipeline_dir(signer: &SigningKey, name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = guest(PII);
+    let wasm_path = dir.path().join("pii.wasm");
+    std::fs::write(&wasm_path, &wasm).unwrap();
+    std::fs::write(
+        bundle::sidecar_path(&wasm_path),
+        bundle_bytes(&wasm, pii(1), &[signer]),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("trust.toml"), key_entry(signer, "")).unwrap();
+    let config = format!(
+        "[trust]\nstore = \"trust.toml\"\n[[policies]]\nname = \"{name}\"\npath = \"pii.wasm\"\nstages = [\"input\"]\n"
+    );
+    std::fs::write(dir.path().join("portcullis.toml"), config).unwrap();
+    dir
+}
+
+async fn load_dir(dir: &Path) -> Result<portcullis::pipeline::Pipeline, String> {
+    let config = portcullis::config::PipelineConfig::load(&dir.join("portcullis.toml"))
+        .map_err(|e| e.to_string())?;
+    portcullis::pipeline::Pipeline::load_with(&engine(), &config)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn the_pipeline_loads_only_verified_policies() {
+    let k = key(41);
+    let dir = signed_pipeline_dir(&k, "pii");
+    let pipeline = load_dir(dir.path()).await.expect("a verified policy loads");
+    let entry = &pipeline.entries()[0];
+    assert_eq!(entry.signers, vec![id(&k)]);
+    assert!(!entry.unsigned);
+    assert_eq!(
+        entry.policy.limits().fuel,
+        100_000_000,
+        "the signed manifest's tighter fuel applies"
+    );
+    assert_eq!(entry.policy.limits().deadline_ms, 50);
+
+    // Changed bytes, a missing bundle, and another configured name are each refused.
+    let wasm_path = dir.path().join("pii.wasm");
+    let mut tampered = guest(PII);
+    tampered.extend_from_slice(b"\0");
+    std::fs::write(&wasm_path, &tampered).unwrap();
+    let err = load_dir(dir.path())
+        .await
+        .err()
+        .expect("tampered bytes are refused");
+    assert!(
+        err.contains("policy pii: refused") && err.contains("digest"),
+        "{err}"
+    );
+    std::fs::write(&wasm_path, guest(PII)).unwrap();
+    std::fs::remove_file(bundle::sidecar_path(&wasm_path)).unwrap();
+    let err = load_dir(dir.path())
+        .await
+        .err()
+        .expect("a missing bundle is refused");
+    assert!(err.contains("cannot read the signature bundle"), "{err}");
+
+    let other = signed_pipeline_dir(&k, "renamed");
+    let err = load_dir(other.path())
+        .await
+        .err()
+        .expect("the signed name must match");
+    assert!(err.contains("policy renamed: refused"), "{err}");
+}
+
+#[tokio::test]
+async fn unsigned_development_loads_mark_every_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pii.wasm"), guest(PII)).unwrap();
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        "[trust]\nallow_unsigned = true\n[[policies]]\nname = \"pii\"\npath = \"pii.wasm\"\nstages = [\"input\"]\n",
+    )
+    .unwrap();
+    let pipeline = load_dir(dir.path()).await.unwrap();
+    assert!(pipeline.entries()[0].unsigned);
+    let request = portcullis::openai::parse_request(
+        &serde_json::json!({"messages": [{"role": "user", "content": "hello"}]}),
+        "r",
+        "c",
+    )
+    .unwrap();
+    let decision = pipeline.check_request(&request, None).await;
+    let json = serde_json::to_value(&decision).unwrap();
+    assert_eq!(json["runs"][0]["unsigned"], true, "{json}");
+}
