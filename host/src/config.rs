@@ -27,36 +27,8 @@ use serde::Deserialize;
 
 use crate::engine::{EngineOptions, Limits};
 
-/// A configuration that cannot be used, with the key at fault and how to fix it.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The TOML is malformed or has unknown/mistyped keys.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message (names the key and line).
-        message: String,
-    },
-    /// The values are inconsistent.
-    #[error("{path}: {key}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The offending key, e.g. `policies[2].stages`.
-        key: String,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
-}
+/// Errors reading this file (shared by every TOML file Portcullis reads).
+pub type ConfigError = crate::toml_file::FileError;
 
 /// A pipeline stage.
 #[derive(
@@ -206,10 +178,7 @@ pub struct PolicyConfig {
 impl PipelineConfig {
     /// Read, parse and validate a configuration file.
     pub fn load(path: &Path) -> Result<PipelineConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::toml_file::read(path)?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::parse(&text, path, base)
     }
@@ -221,21 +190,14 @@ impl PipelineConfig {
         path: &Path,
         base_dir: PathBuf,
     ) -> Result<PipelineConfig, ConfigError> {
-        let mut config: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let mut config: PipelineConfig = crate::toml_file::parse(text, path)?;
         config.base_dir = base_dir;
         config.validate(path)?;
         Ok(config)
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key: String, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message,
-        };
+        let invalid = |key: String, message: String| crate::toml_file::invalid(path, key, message);
         if self.engine.max_concurrent == 0 {
             return Err(invalid(
                 "engine.max_concurrent".into(),

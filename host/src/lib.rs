@@ -23,3 +23,4 @@ pub mod matchers;
 pub mod openai;
 pub mod pipeline;
 pub mod policy;
+pub mod toml_file;

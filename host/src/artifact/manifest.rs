@@ -20,42 +20,14 @@
 //! deadline_ms = 100
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// A manifest that cannot be used, naming the key and the fix.
-#[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
-    /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Malformed TOML or unknown/mistyped keys.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
-    /// A value is not valid.
-    #[error("{path}: {key}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The offending key.
-        key: String,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
-}
+/// Errors reading this file (shared by every TOML file Portcullis reads).
+pub type ManifestError = crate::toml_file::FileError;
 
 /// What a policy is for; each kind implies the contracts its component must export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,19 +234,13 @@ struct ManifestFile {
 
 /// Read and validate a manifest file.
 pub fn load(path: &Path) -> Result<Predicate, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::toml_file::read(path)?;
     parse(&text, path)
 }
 
 /// Parse and validate manifest text; `path` is used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Predicate, ManifestError> {
-    let file: ManifestFile = toml::from_str(text).map_err(|e| ManifestError::Parse {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    let file: ManifestFile = crate::toml_file::parse(text, path)?;
     let mut predicate = Predicate {
         name: file.name,
         version: file.version,
@@ -289,11 +255,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Predicate, ManifestError> {
     };
     predicate
         .validate()
-        .map_err(|(key, message)| ManifestError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message,
-        })?;
+        .map_err(|(key, message)| crate::toml_file::invalid(path, key, message))?;
     // Normalise the timestamps (validated above).
     predicate.not_before =
         format_utc(parse_utc(&predicate.not_before).unwrap_or(OffsetDateTime::UNIX_EPOCH));

@@ -62,36 +62,8 @@ use crate::policy::Exports;
 /// This host's version, compared with `min_host_version`.
 pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// A trust store that cannot be used, with the key at fault and how to fix it.
-#[derive(Debug, thiserror::Error)]
-pub enum TrustError {
-    /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Malformed TOML or unknown/mistyped keys.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message.
-        message: String,
-    },
-    /// Inconsistent values.
-    #[error("{path}: {key}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// The offending key, e.g. `keys[1].id`.
-        key: String,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
-}
+/// Errors reading this file (shared by every TOML file Portcullis reads).
+pub type TrustError = crate::toml_file::FileError;
 
 /// A key's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -196,24 +168,14 @@ pub struct TrustStore {
 impl TrustStore {
     /// Read and validate a trust store file.
     pub fn load(path: &Path) -> Result<TrustStore, TrustError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrustError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = crate::toml_file::read(path)?;
         TrustStore::parse(&text, path)
     }
 
     /// Parse and validate trust store text; `path` is used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<TrustStore, TrustError> {
-        let file: TrustFile = toml::from_str(text).map_err(|e| TrustError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        let invalid = |key: String, message: String| TrustError::Invalid {
-            path: path.to_path_buf(),
-            key,
-            message,
-        };
+        let file: TrustFile = crate::toml_file::parse(text, path)?;
+        let invalid = |key: String, message: String| crate::toml_file::invalid(path, key, message);
         if file.threshold == 0 {
             return Err(invalid(
                 "threshold".into(),
