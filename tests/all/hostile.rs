@@ -6,7 +6,7 @@ use portcullis::config::{PipelineConfig, Stage};
 use portcullis::engine::{Limits, Outcome};
 use portcullis::pipeline::{Action, Pipeline};
 
-use crate::support::{guests, load};
+use crate::support::{load, unsigned_guest_config};
 
 pub fn request(text: &str) -> ChatRequest {
     ChatRequest {
@@ -200,13 +200,7 @@ async fn host_keeps_serving_while_a_policy_spins() {
 }
 
 fn pipeline_config(policies: &str) -> PipelineConfig {
-    let text = format!("[trust]\nallow_unsigned = true\n[limits]\nfuel = 20_000_000\n{policies}");
-    PipelineConfig::parse(
-        &text,
-        std::path::Path::new("test.toml"),
-        guests().to_path_buf(),
-    )
-    .unwrap()
+    unsigned_guest_config(&format!("[limits]\nfuel = 20_000_000\n{policies}"))
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use portcullis::openai;
 use portcullis::pipeline::{Action, Pipeline};
 use serde_json::json;
 
-use crate::support::{example_config, guests, load, root};
+use crate::support::{example_config, load, root, unsigned_guest_config};
 
 fn user(text: &str) -> ChatRequest {
     openai::parse_request(
@@ -180,12 +180,7 @@ async fn streamed_email_split_across_chunks_is_redacted() {
 }
 
 fn hostile_config(policies: &str) -> PipelineConfig {
-    PipelineConfig::parse(
-        &format!("[trust]\nallow_unsigned = true\n{policies}"),
-        std::path::Path::new("t.toml"),
-        guests().to_path_buf(),
-    )
-    .unwrap()
+    unsigned_guest_config(policies)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

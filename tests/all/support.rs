@@ -97,3 +97,14 @@ pub fn example_config() -> portcullis::config::PipelineConfig {
     )
     .expect("example config parses")
 }
+
+/// A pipeline configuration whose component paths resolve against [`guests`], with
+/// verification switched off (`allow_unsigned`): for tests about other things.
+pub fn unsigned_guest_config(text: &str) -> portcullis::config::PipelineConfig {
+    portcullis::config::PipelineConfig::parse(
+        &format!("[trust]\nallow_unsigned = true\n{text}"),
+        Path::new("test.toml"),
+        guests().to_path_buf(),
+    )
+    .expect("test configuration parses")
+}
