@@ -27,8 +27,7 @@ pub struct FixtureReport {
     pub failures: Vec<String>,
 }
 
-/// Run the fixtures of `entry`. Each distinct case configuration gets its own loaded
-/// instance of the policy; the compiled component is shared.
+/// Run the fixtures file of `entry`.
 pub async fn run(engine: &Arc<Engine>, entry: &Entry) -> Result<FixtureReport, String> {
     let wasm = std::fs::read(&entry.path)
         .map_err(|e| format!("cannot read {}: {e}", entry.path.display()))?;
@@ -36,14 +35,27 @@ pub async fn run(engine: &Arc<Engine>, entry: &Entry) -> Result<FixtureReport, S
     let text = std::fs::read_to_string(&file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let cases = fixture::parse(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut variants: HashMap<String, Policy> = HashMap::new();
-    let mut report = FixtureReport {
+    let (passed, failures) = run_cases(engine, &entry.policy, &wasm, &cases).await?;
+    Ok(FixtureReport {
         policy: entry.policy.name().to_string(),
         file,
-        passed: 0,
-        failures: Vec::new(),
-    };
-    for case in &cases {
+        passed,
+        failures,
+    })
+}
+
+/// Run `cases` against the component `wasm` of `policy` (with its limits): the number
+/// that passed, and one line per failing case. Each distinct case configuration gets
+/// its own loaded instance; the compiled component is shared.
+pub async fn run_cases(
+    engine: &Arc<Engine>,
+    policy: &Policy,
+    wasm: &[u8],
+    cases: &[Fixture],
+) -> Result<(usize, Vec<String>), String> {
+    let mut variants: HashMap<String, Policy> = HashMap::new();
+    let (mut passed, mut failures) = (0, Vec::new());
+    for case in cases {
         // Cases run with their own configuration or the policy's defaults (`{}`), the
         // same as the native fixture runner, whatever the pipeline configures.
         let json = case
@@ -52,25 +64,19 @@ pub async fn run(engine: &Arc<Engine>, entry: &Entry) -> Result<FixtureReport, S
             .map_or_else(|| "{}".to_string(), |c| c.to_string());
         if !variants.contains_key(&json) {
             let loaded = engine
-                .load(
-                    entry.policy.name(),
-                    &wasm,
-                    json.clone(),
-                    entry.policy.limits(),
-                )
+                .load(policy.name(), wasm, json.clone(), policy.limits())
                 .map_err(|e| e.to_string())?;
             variants.insert(json.clone(), loaded);
         }
-        let policy = &variants[&json];
-        match observe(policy, case)
+        match observe(&variants[&json], case)
             .await
             .and_then(|o| case.expect.check(&o))
         {
-            Ok(()) => report.passed += 1,
-            Err(e) => report.failures.push(format!("{}: {e}", case.name)),
+            Ok(()) => passed += 1,
+            Err(e) => failures.push(format!("{}: {e}", case.name)),
         }
     }
-    Ok(report)
+    Ok((passed, failures))
 }
 
 async fn observe(policy: &Policy, case: &Fixture) -> Result<Observed, String> {

@@ -70,6 +70,20 @@ pub enum LoadError {
         /// The failed check.
         reason: String,
     },
+    /// A policy failed the self-test fixtures embedded in its signed statement.
+    #[error(
+        "policy {policy}: refused, {failed} of {total} signed self-test cases failed; first: {first}"
+    )]
+    SelfTest {
+        /// Policy name.
+        policy: String,
+        /// Failing cases.
+        failed: usize,
+        /// Cases run.
+        total: usize,
+        /// The first failure.
+        first: String,
+    },
     /// A policy failed its warm-up evaluation (bad configuration, crash at start).
     #[error("policy {policy}: failed its warm-up evaluation: {outcome}")]
     WarmUp {
@@ -96,6 +110,8 @@ pub struct Entry {
     pub path: PathBuf,
     /// Key ids whose signatures verified (empty when unsigned).
     pub signers: Vec<String>,
+    /// The signed version (`None` when unsigned).
+    pub version: Option<String>,
     /// Loaded without verification (`[trust] allow_unsigned = true`).
     pub unsigned: bool,
 }
@@ -160,6 +176,9 @@ pub struct SpanOut {
 pub struct RunRecord {
     /// Policy name.
     pub policy: String,
+    /// The signed version (absent when the policy is unsigned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Component digest.
     pub digest: String,
     /// Stage.
@@ -314,11 +333,20 @@ impl Pipeline {
                         policy: p.name.clone(),
                         reason: format!("limits.{key}: {message}"),
                     })?;
-            let signers = match &verifier {
+            let (signers, version, cases) = match &verifier {
                 Some(verifier) => {
                     let verified = verify(engine, verifier, &p.name, &path, &wasm)?;
-                    apply_signed_limits(&mut limits, &verified.statement.predicate.limits);
-                    verified.key_ids
+                    let predicate = &verified.statement.predicate;
+                    apply_signed_limits(&mut limits, &predicate.limits);
+                    let cases =
+                        predicate
+                            .self_test_cases()
+                            .map_err(|reason| LoadError::Verification {
+                                policy: p.name.clone(),
+                                reason: format!("self_test: {reason}"),
+                            })?;
+                    let version = predicate.version.clone();
+                    (verified.key_ids, Some(version), cases)
                 }
                 None => {
                     tracing::warn!(
@@ -326,10 +354,11 @@ impl Pipeline {
                         "loading an UNSIGNED policy: [trust] allow_unsigned = true is for \
                          development only; every decision it takes part in is marked unsigned"
                     );
-                    Vec::new()
+                    (Vec::new(), None, Vec::new())
                 }
             };
             let policy = engine.load(&p.name, &wasm, p.config_json(), limits)?;
+            self_test(engine, &policy, &wasm, &cases).await?;
             let entry = Entry {
                 policy,
                 stages: p.stages.clone(),
@@ -339,6 +368,7 @@ impl Pipeline {
                 path,
                 unsigned: verifier.is_none(),
                 signers,
+                version,
             };
             warm_up(&entry).await?;
             entries.push(Arc::new(entry));
@@ -605,6 +635,31 @@ fn verify(
     Ok(verified)
 }
 
+/// Run the signed self-test cases; any failure refuses the policy.
+async fn self_test(
+    engine: &Arc<Engine>,
+    policy: &Policy,
+    wasm: &[u8],
+    cases: &[portcullis_sdk::fixture::Fixture],
+) -> Result<(), LoadError> {
+    if cases.is_empty() {
+        return Ok(());
+    }
+    let refuse = |failed: usize, first: String| LoadError::SelfTest {
+        policy: policy.name().to_string(),
+        failed,
+        total: cases.len(),
+        first,
+    };
+    let (_, failures) = crate::fixtures::run_cases(engine, policy, wasm, cases)
+        .await
+        .map_err(|e| refuse(cases.len(), e))?;
+    match failures.first() {
+        None => Ok(()),
+        Some(first) => Err(refuse(failures.len(), first.clone())),
+    }
+}
+
 /// The effective limits are the tighter of the operator's and the signed manifest's.
 fn apply_signed_limits(limits: &mut Limits, signed: &RequestedLimits) {
     if let Some(fuel) = signed.fuel {
@@ -806,6 +861,7 @@ fn record<T>(
 ) -> RunRecord {
     RunRecord {
         policy: entry.policy.name().to_string(),
+        version: entry.version.clone(),
         digest: entry.policy.digest().to_string(),
         stage,
         target,

@@ -13,7 +13,12 @@ use portcullis::artifact::trust::{TrustStore, Verifier, glob_match};
 use portcullis::policy::Exports;
 use proptest::prelude::*;
 
-const WASM: &[u8] = b"\0asm stand-in bytes: verification never gets to compile them";
+/// A real guardrail component (verification checks the world it exports; the
+/// `exports` callback below stands in for compiling it).
+fn wasm() -> &'static [u8] {
+    static WASM: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    WASM.get_or_init(|| crate::support::guest("portcullis_test_hostile"))
+}
 
 fn signer() -> SigningKey {
     SigningKey::from_bytes(&[7; 32])
@@ -35,8 +40,9 @@ fn signed_bundle() -> String {
         not_before: "2020-01-01T00:00:00Z".into(),
         expires: "2100-01-01T00:00:00Z".into(),
         min_host_version: "0.1.0".into(),
+        self_test: Vec::new(),
     };
-    sign(WASM, predicate, &signer(), None, false)
+    sign(wasm(), predicate, &signer(), None, false)
         .expect("signs")
         .bundle
         .to_json()
@@ -78,14 +84,14 @@ proptest! {
     #[test]
     fn tampering_with_any_byte_never_changes_what_verifies(position in any::<prop::sample::Index>(), byte in any::<u8>()) {
         let original = signed_bundle();
-        let expected = verifier().verify(WASM, original.as_bytes(), guardrail).expect("untampered bundle verifies");
+        let expected = verifier().verify(wasm(), original.as_bytes(), guardrail).expect("untampered bundle verifies");
         let mut tampered = original.into_bytes();
         let i = position.index(tampered.len());
         prop_assume!(tampered[i] != byte);
         tampered[i] = byte;
         // Either refused, or (when the byte is outside what is signed, such as the key
         // hint or JSON whitespace) exactly the same statement.
-        if let Ok(verified) = verifier().verify(WASM, &tampered, guardrail) {
+        if let Ok(verified) = verifier().verify(wasm(), &tampered, guardrail) {
             prop_assert_eq!(
                 serde_json::to_string(&verified.statement).unwrap(),
                 serde_json::to_string(&expected.statement).unwrap()

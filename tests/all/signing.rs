@@ -8,7 +8,7 @@ use portcullis::artifact::bundle::{self, Bundle};
 use portcullis::artifact::dsse;
 use portcullis::artifact::keys;
 use portcullis::artifact::manifest::{Capabilities, Kind, Predicate, RequestedLimits};
-use portcullis::artifact::sign::{SignError, sign};
+use portcullis::artifact::sign::{SignError, check_world, sign};
 use portcullis::artifact::trust::{
     TrustStore, Verified, Verifier, VerifyError, exports_via_engine,
 };
@@ -43,6 +43,7 @@ fn predicate(name: &str, sequence: u64, kind: Kind) -> Predicate {
         not_before: "2020-01-01T00:00:00Z".into(),
         expires: "2100-01-01T00:00:00Z".into(),
         min_host_version: "0.1.0".into(),
+        self_test: Vec::new(),
     }
 }
 
@@ -432,6 +433,84 @@ fn kind_must_match_the_component_exports() {
 }
 
 #[test]
+fn world_must_be_the_one_the_component_implements() {
+    let k = key(1);
+    let wasm = guest(HOSTILE);
+    let mut p = predicate("hostile", 1, Kind::Guardrail);
+    p.world = "portcullis:policy/guardrail@0.2.0".into();
+    let err = check_world(&wasm, &p).unwrap_err();
+    assert!(
+        matches!(err, SignError::WrongWorld { ref actual, .. } if actual == "portcullis:policy/guardrail@0.1.0"),
+        "{err}"
+    );
+    let bundle = bundle_bytes(&wasm, p, &[&k]);
+    let err = verify(&Verifier::new(one_key_store(&k, "")), &wasm, &bundle).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::WorldMismatch {
+            signed: "portcullis:policy/guardrail@0.2.0".into(),
+            actual: "portcullis:policy/guardrail@0.1.0".into(),
+        }
+    );
+    // A world without a version matches any version of the contracts.
+    let mut p = predicate("hostile", 1, Kind::Guardrail);
+    p.world = "portcullis:policy/guardrail".into();
+    check_world(&wasm, &p).expect("unversioned world");
+    // The signing side refuses a kind the component does not implement.
+    let p = predicate("hostile", 1, Kind::ToolSandbox);
+    assert!(matches!(
+        check_world(&wasm, &p).unwrap_err(),
+        SignError::WrongWorld { .. }
+    ));
+}
+
+#[test]
+fn concurrent_verifiers_sharing_a_state_file_accept_one_artifact_per_sequence() {
+    // Eight verifiers race to record sequence 3 for different bytes: exactly the
+    // artifacts whose bytes match the first recorded mark are accepted.
+    let k = key(1);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let base = guest(PII);
+    let artifacts: Vec<(Vec<u8>, Vec<u8>)> = (0..8u8)
+        .map(|i| {
+            // Different bytes: a custom section appended keeps the component valid.
+            let mut wasm = base.clone();
+            wasm.extend_from_slice(&[0, 3, 1, b'x', i]);
+            let bundle = bundle_bytes(&wasm, pii(3), &[&k]);
+            (wasm, bundle)
+        })
+        .collect();
+    let results: Vec<Result<Verified, VerifyError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = artifacts
+            .iter()
+            .map(|(wasm, bundle)| {
+                let state = state.clone();
+                let k = &k;
+                scope.spawn(move || {
+                    let verifier = Verifier::new(one_key_store(k, "")).with_state(state);
+                    verifier.verify(wasm, bundle, || {
+                        Ok(portcullis::policy::Exports {
+                            guardrail: true,
+                            output_filter: true,
+                            tool_sandbox: false,
+                        })
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(accepted, 1, "{results:?}");
+    for r in &results {
+        if let Err(e) = r {
+            assert!(matches!(e, VerifyError::SequenceReused { .. }), "{e}");
+        }
+    }
+}
+
+#[test]
 fn trust_store_without_usable_keys_or_with_a_wrong_id_is_an_error() {
     let k = key(1);
     for (text, needle) in [
@@ -780,13 +859,23 @@ fn bundles_interoperate_with_an_independent_python_implementation() {
 /// A directory with the pii component, its bundle signed by `signer`, a trust store
 /// trusting `signer`, and a pipeline configuration loading it as `name`.
 fn signed_pipeline_dir(signer: &SigningKey, name: &str) -> tempfile::TempDir {
+    signed_pipeline_dir_with(signer, name, pii(1))
+}
+
+/// A directory with the pii component signed with `predicate`, a trust store for
+/// `signer` and a pipeline configuration loading it as `name`.
+fn signed_pipeline_dir_with(
+    signer: &SigningKey,
+    name: &str,
+    predicate: Predicate,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let wasm = guest(PII);
     let wasm_path = dir.path().join("pii.wasm");
     std::fs::write(&wasm_path, &wasm).unwrap();
     std::fs::write(
         bundle::sidecar_path(&wasm_path),
-        bundle_bytes(&wasm, pii(1), &[signer]),
+        bundle_bytes(&wasm, predicate, &[signer]),
     )
     .unwrap();
     std::fs::write(dir.path().join("trust.toml"), key_entry(signer, "")).unwrap();
@@ -847,6 +936,47 @@ async fn the_pipeline_loads_only_verified_policies() {
         .err()
         .expect("the signed name must match");
     assert!(err.contains("policy renamed: refused"), "{err}");
+}
+
+#[tokio::test]
+async fn signed_self_tests_must_pass_before_a_policy_loads() {
+    let k = key(42);
+    let case = |verdict: &str| {
+        serde_json::json!({
+            "name": format!("email gives {verdict}"),
+            "check": "request",
+            "messages": [{"role": "user", "content": "mail jane.doe@example.com"}],
+            "expect": {"verdict": verdict},
+        })
+    };
+    let mut passing = pii(1);
+    passing.self_test = vec![case("modify")];
+    let dir = signed_pipeline_dir_with(&k, "pii", passing);
+    let pipeline = load_dir(dir.path()).await.expect("self-test passes");
+    assert_eq!(pipeline.entries()[0].version.as_deref(), Some("1.0.0"));
+
+    let mut failing = pii(1);
+    failing.self_test = vec![case("modify"), case("allow")];
+    let dir = signed_pipeline_dir_with(&k, "pii", failing);
+    let err = load_dir(dir.path())
+        .await
+        .err()
+        .expect("a failing self-test refuses the policy");
+    assert!(
+        err.contains("policy pii: refused, 1 of 2 signed self-test cases failed")
+            && err.contains("email gives allow"),
+        "{err}"
+    );
+
+    // A self-test that is not a fixture is malformed signed content: refused too.
+    let mut malformed = pii(1);
+    malformed.self_test = vec![serde_json::json!({"name": "no check field"})];
+    let dir = signed_pipeline_dir_with(&k, "pii", malformed);
+    let err = load_dir(dir.path())
+        .await
+        .err()
+        .expect("malformed self-test");
+    assert!(err.contains("self_test"), "{err}");
 }
 
 #[tokio::test]

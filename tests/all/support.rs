@@ -73,19 +73,56 @@ pub fn load(name: &str, config: &str, limits: Limits) -> Policy {
         .expect("policy loads")
 }
 
-/// `examples/portcullis.toml` with every path made absolute (components from
-/// [`guests`], fixtures from the repository), whatever the target directory is.
+/// `examples/portcullis.toml` as the README's main job runs it, in a directory of
+/// its own: the built example policies copied there and signed by `portcullis
+/// dev-sign` (the real command) with their manifests, the development trust store
+/// beside them. Done once per test run; the text refers to absolute paths only.
 pub fn example_config_text() -> String {
-    let text =
-        std::fs::read_to_string(root().join("examples/portcullis.toml")).expect("example config");
-    text.replace(
-        "../target/wasm32-wasip2/policy/",
-        &format!("{}/", guests().display()),
-    )
-    .replace(
-        "\"../policies/",
-        &format!("\"{}/policies/", root().display()),
-    )
+    static SIGNED: OnceLock<String> = OnceLock::new();
+    SIGNED
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temp dir").keep();
+            for name in [
+                "portcullis_policy_prompt_injection",
+                "portcullis_policy_pii",
+                "portcullis_policy_secrets",
+                "portcullis_policy_tool_allowlist",
+            ] {
+                let file = format!("{name}.wasm");
+                std::fs::copy(guests().join(&file), dir.join(&file)).expect("copy policy");
+            }
+            let text = std::fs::read_to_string(root().join("examples/portcullis.toml"))
+                .expect("example config")
+                .replace(
+                    "../target/wasm32-wasip2/policy/",
+                    &format!("{}/", dir.display()),
+                )
+                .replace(
+                    "../target/portcullis-dev/",
+                    &format!("{}/dev/", dir.display()),
+                )
+                .replace(
+                    "\"../policies/",
+                    &format!("\"{}/policies/", root().display()),
+                );
+            let config = dir.join("portcullis.toml");
+            std::fs::write(&config, &text).expect("write config");
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+                .arg("dev-sign")
+                .arg("--config")
+                .arg(&config)
+                .arg("--manifests")
+                .arg(root().join("policies"))
+                .output()
+                .expect("portcullis runs");
+            assert!(
+                out.status.success(),
+                "dev-sign failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text
+        })
+        .clone()
 }
 
 /// The example configuration, parsed.

@@ -1,7 +1,9 @@
 //! A component's top-level imports and exports, read with `wasmparser` (nothing is
-//! compiled or run): for `portcullis inspect`.
+//! compiled or run): for `portcullis inspect`, and to check a signed `world` claim.
 
 use serde::Serialize;
+
+use super::manifest::Kind;
 
 /// The names a component imports and exports at its top level.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -42,4 +44,69 @@ pub fn interfaces(wasm: &[u8]) -> Result<Interfaces, String> {
         }
     }
     Ok(out)
+}
+
+/// The WIT package every Portcullis contract belongs to.
+const PACKAGE: &str = "portcullis:policy";
+
+/// The world a component implements, derived from its top-level exports, e.g.
+/// `portcullis:policy/content-policy@0.1.0`: the world whose export set is exactly
+/// the Portcullis contracts exported, at the version those contracts carry.
+pub fn implemented_world(wasm: &[u8]) -> Result<String, String> {
+    let interfaces = interfaces(wasm)?;
+    let mut exports = crate::policy::Exports {
+        guardrail: false,
+        output_filter: false,
+        tool_sandbox: false,
+    };
+    let mut versions = std::collections::BTreeSet::new();
+    for name in &interfaces.exports {
+        let Some(rest) = name.strip_prefix(PACKAGE).and_then(|r| r.strip_prefix('/')) else {
+            continue;
+        };
+        let (interface, version) = rest.split_once('@').unwrap_or((rest, ""));
+        match interface {
+            "request-checker" => exports.guardrail = true,
+            "response-filter" => exports.output_filter = true,
+            "tool-authorizer" => exports.tool_sandbox = true,
+            _ => continue,
+        }
+        versions.insert(version.to_string());
+    }
+    let kind = Kind::ALL
+        .into_iter()
+        .find(|k| k.exports() == exports)
+        .ok_or_else(|| {
+            format!(
+                "exports no Portcullis world (its exports: {})",
+                interfaces.exports.join(", ")
+            )
+        })?;
+    let mut versions = versions.into_iter();
+    match (versions.next(), versions.next()) {
+        (Some(v), None) if v.is_empty() => Ok(format!("{PACKAGE}/{}", kind.name())),
+        (Some(v), None) => Ok(format!("{PACKAGE}/{}@{v}", kind.name())),
+        _ => Err("exports Portcullis contracts of different versions".into()),
+    }
+}
+
+/// Whether a signed `world` claim names `implemented` (from [`implemented_world`]);
+/// a claim without `@version` matches any version.
+pub fn world_matches(claimed: &str, implemented: &str) -> bool {
+    claimed == implemented
+        || (!claimed.contains('@') && implemented.split_once('@').map(|(w, _)| w) == Some(claimed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worlds_match_with_or_without_version() {
+        let world = "portcullis:policy/guardrail@0.1.0";
+        assert!(world_matches(world, world));
+        assert!(world_matches("portcullis:policy/guardrail", world));
+        assert!(!world_matches("portcullis:policy/guardrail@0.2.0", world));
+        assert!(!world_matches("portcullis:policy/tool-sandbox", world));
+    }
 }

@@ -10,6 +10,9 @@
 //! not_before = "2026-01-01T00:00:00Z"  # RFC 3339, UTC (quoted or a TOML datetime)
 //! expires = "2027-01-01T00:00:00Z"
 //! min_host_version = "0.1.0"
+//! self_test = "fixtures/cases.jsonl" # optional: fixtures (JSON lines, relative to this
+//!                                    # file) embedded in the signed claims and run by
+//!                                    # the host before the policy may become active
 //!
 //! [capabilities]
 //! wasi = []                          # WASI grants requested; empty = none
@@ -44,6 +47,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 4] = [
+        Kind::Guardrail,
+        Kind::OutputFilter,
+        Kind::ToolSandbox,
+        Kind::ContentPolicy,
+    ];
+
     /// The kebab-case name, also the WIT world's name.
     pub fn name(self) -> &'static str {
         match self {
@@ -120,6 +131,10 @@ pub struct Predicate {
     pub expires: String,
     /// Oldest host version (semver) that may run the policy.
     pub min_host_version: String,
+    /// Self-test fixtures (the `portcullis test` case format, one JSON object each)
+    /// that the host runs before activating the policy; empty when none were signed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub self_test: Vec<serde_json::Value>,
 }
 
 impl Predicate {
@@ -160,7 +175,21 @@ impl Predicate {
         if expires <= not_before {
             return bad("expires", "must be later than not_before".into());
         }
+        if let Err(e) = self.self_test_cases() {
+            return bad("self_test", e);
+        }
         Ok(())
+    }
+
+    /// The self-test fixtures, parsed.
+    pub fn self_test_cases(&self) -> Result<Vec<portcullis_sdk::fixture::Fixture>, String> {
+        self.self_test
+            .iter()
+            .enumerate()
+            .map(|(i, case)| {
+                serde_json::from_value(case.clone()).map_err(|e| format!("case {}: {e}", i + 1))
+            })
+            .collect()
     }
 
     /// `not_before` as a time (call [`Predicate::validate`] first).
@@ -230,6 +259,8 @@ struct ManifestFile {
     not_before: TomlTime,
     expires: TomlTime,
     min_host_version: String,
+    #[serde(default)]
+    self_test: Option<std::path::PathBuf>,
 }
 
 /// Read and validate a manifest file.
@@ -241,6 +272,13 @@ pub fn load(path: &Path) -> Result<Predicate, ManifestError> {
 /// Parse and validate manifest text; `path` is used in messages.
 pub fn parse(text: &str, path: &Path) -> Result<Predicate, ManifestError> {
     let file: ManifestFile = crate::toml_file::parse(text, path)?;
+    let self_test = match &file.self_test {
+        Some(relative) => {
+            read_self_test(&path.parent().unwrap_or(Path::new(".")).join(relative))
+                .map_err(|message| crate::toml_file::invalid(path, "self_test", message))?
+        }
+        None => Vec::new(),
+    };
     let mut predicate = Predicate {
         name: file.name,
         version: file.version,
@@ -252,6 +290,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Predicate, ManifestError> {
         not_before: file.not_before.text(),
         expires: file.expires.text(),
         min_host_version: file.min_host_version,
+        self_test,
     };
     predicate
         .validate()
@@ -262,6 +301,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Predicate, ManifestError> {
     predicate.expires =
         format_utc(parse_utc(&predicate.expires).unwrap_or(OffsetDateTime::UNIX_EPOCH));
     Ok(predicate)
+}
+
+/// Read a fixtures file (JSON lines) as JSON values, checking each is a fixture.
+fn read_self_test(path: &Path) -> Result<Vec<serde_json::Value>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    portcullis_sdk::fixture::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| format!("{}: {e}", path.display())))
+        .collect()
 }
 
 #[cfg(test)]

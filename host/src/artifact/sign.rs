@@ -17,9 +17,32 @@ pub enum SignError {
          fields); co-signers must sign the same statement — pass --force to replace the bundle"
     )]
     DifferentStatement,
+    /// The manifest's kind or world is not what the component implements: the host
+    /// would refuse the artifact, so it is not signed.
+    #[error("the manifest claims world {claimed} but the component implements {actual}")]
+    WrongWorld {
+        /// The manifest's world.
+        claimed: String,
+        /// What the component's exports implement (or why that cannot be told).
+        actual: String,
+    },
     /// The existing bundle cannot be read.
     #[error("the existing bundle cannot be extended: {0}")]
     Existing(String),
+}
+
+/// Refuse a manifest whose kind and world are not what the component implements
+/// (the host would refuse the signed artifact at load).
+pub fn check_world(wasm: &[u8], predicate: &Predicate) -> Result<(), SignError> {
+    let actual = super::component::implemented_world(wasm).unwrap_or_else(|e| e);
+    if super::component::world_matches(&predicate.world, &actual) {
+        Ok(())
+    } else {
+        Err(SignError::WrongWorld {
+            claimed: predicate.world.clone(),
+            actual,
+        })
+    }
 }
 
 /// What [`sign`] did.
@@ -36,7 +59,7 @@ pub struct Signed {
 /// Sign the statement for `wasm` + `predicate` with `key`. With `existing`, the
 /// signature is appended if the existing bundle's statement is the same (compared as
 /// JSON values); a different statement is an error unless `force`, which starts a new
-/// bundle.
+/// bundle. Call [`check_world`] first: this signs whatever it is given.
 pub fn sign(
     wasm: &[u8],
     predicate: Predicate,

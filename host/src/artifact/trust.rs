@@ -444,6 +444,15 @@ pub enum VerifyError {
         /// Contracts the component exports.
         actual: String,
     },
+    /// The signed world is not the one the component implements (e.g. another
+    /// version of the contracts).
+    #[error("the statement claims world {signed} but the component implements {actual}")]
+    WorldMismatch {
+        /// The signed world.
+        signed: String,
+        /// The world derived from the component's exports.
+        actual: String,
+    },
     /// The component could not be inspected.
     #[error("component invalid: {0}")]
     Component(String),
@@ -690,23 +699,8 @@ impl Verifier {
             });
         }
 
-        let mut state = self.read_state()?;
         let digest = format!("sha256:{actual}");
-        if let Some(mark) = state.names.get(&p.name) {
-            if p.sequence < mark.sequence {
-                return Err(VerifyError::Rollback {
-                    name: p.name.clone(),
-                    sequence: p.sequence,
-                    mark: mark.sequence,
-                });
-            }
-            if p.sequence == mark.sequence && mark.digest != digest {
-                return Err(VerifyError::SequenceReused {
-                    name: p.name.clone(),
-                    sequence: p.sequence,
-                });
-            }
-        }
+        check_mark(&self.read_state()?, &p.name, p.sequence, &digest)?;
 
         let actual_exports = exports().map_err(VerifyError::Component)?;
         let expected = p.kind.exports();
@@ -717,23 +711,14 @@ impl Verifier {
                 actual: describe(actual_exports),
             });
         }
-
-        if self.state.is_some() {
-            let advance = state
-                .names
-                .get(&p.name)
-                .is_none_or(|m| p.sequence > m.sequence);
-            if advance {
-                state.names.insert(
-                    p.name.clone(),
-                    Mark {
-                        sequence: p.sequence,
-                        digest,
-                    },
-                );
-                self.write_state(&state)?;
-            }
+        let world = super::component::implemented_world(wasm).map_err(VerifyError::Component)?;
+        if !super::component::world_matches(&p.world, &world) {
+            return Err(VerifyError::WorldMismatch {
+                signed: p.world.clone(),
+                actual: world,
+            });
         }
+        self.advance_mark(&p.name, p.sequence, digest)?;
         Ok(Verified {
             statement,
             key_ids: qualifying,
@@ -768,18 +753,69 @@ impl Verifier {
         }
     }
 
-    fn write_state(&self, state: &State) -> Result<(), VerifyError> {
+    /// Record `sequence` as the high-water mark for `name` if it is higher. The
+    /// read-check-write runs under an exclusive lock on `<state>.lock`, so several
+    /// verifiers (threads or processes) sharing one state file cannot lose a mark or
+    /// both accept one sequence for different bytes.
+    fn advance_mark(&self, name: &str, sequence: u64, digest: String) -> Result<(), VerifyError> {
         let Some(path) = &self.state else {
             return Ok(());
         };
-        let mut tmp = path.as_os_str().to_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let json = serde_json::to_vec_pretty(state).expect("state serialises");
+        let io = |e: std::io::Error| self.state_error(e.to_string());
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(with_suffix(path, ".lock"))
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        let mut state = self.read_state()?;
+        check_mark(&state, name, sequence, &digest)?;
+        if state
+            .names
+            .get(name)
+            .is_some_and(|m| m.sequence >= sequence)
+        {
+            return Ok(());
+        }
+        state
+            .names
+            .insert(name.to_string(), Mark { sequence, digest });
+        let tmp = with_suffix(path, &format!(".{}.tmp", std::process::id()));
+        let json = serde_json::to_vec_pretty(&state).expect("state serialises");
         std::fs::write(&tmp, json)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| self.state_error(e.to_string()))
+            .map_err(io)
+        // The lock is released when `lock` is dropped.
     }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Anti-rollback: `sequence` must not be below `name`'s mark, and an equal sequence
+/// must be for the same bytes.
+fn check_mark(state: &State, name: &str, sequence: u64, digest: &str) -> Result<(), VerifyError> {
+    if let Some(mark) = state.names.get(name) {
+        if sequence < mark.sequence {
+            return Err(VerifyError::Rollback {
+                name: name.to_string(),
+                sequence,
+                mark: mark.sequence,
+            });
+        }
+        if sequence == mark.sequence && mark.digest != digest {
+            return Err(VerifyError::SequenceReused {
+                name: name.to_string(),
+                sequence,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether `key` may count towards the threshold for predicate `p`.

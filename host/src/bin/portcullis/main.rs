@@ -11,6 +11,9 @@ use portcullis::openai;
 use portcullis::pipeline::{Action, Decision, Pipeline};
 use serde_json::{Value, json};
 
+mod dev;
+mod signing;
+
 /// Portcullis: run signed WebAssembly policies around LLM traffic.
 #[derive(Parser)]
 #[command(version, about)]
@@ -97,6 +100,23 @@ enum Command {
         /// The policy component (.wasm); its bundle is <POLICY>.sigstore.json.
         policy: PathBuf,
     },
+    /// DEVELOPMENT ONLY: sign the configuration's policies with a local development
+    /// key and write a trust store that trusts only that key.
+    ///
+    /// The key (created on first use) and the trust store go where the configuration's
+    /// [trust] store points; each policy is signed with <MANIFESTS>/<name>/policy.toml
+    /// and then verified as the host will at load. A trust store this command did not
+    /// generate is never overwritten. Production: see the README's "Signing policies".
+    ///
+    /// Example: portcullis dev-sign --config examples/portcullis.toml
+    DevSign {
+        /// Pipeline configuration (TOML) naming the policies and the trust store.
+        #[arg(long, short, default_value = "portcullis.toml")]
+        config: PathBuf,
+        /// Directory holding one <name>/policy.toml signing manifest per policy.
+        #[arg(long, default_value = "policies")]
+        manifests: PathBuf,
+    },
     /// Show a component's digest, size, exported contracts, imports and its bundle's
     /// claims (marked unverified unless --trust verifies them).
     ///
@@ -160,6 +180,7 @@ fn main() -> ExitCode {
                 name,
                 policy,
             } => signing::verify(&trust, state.as_deref(), name.as_deref(), &policy),
+            Command::DevSign { config, manifests } => dev::dev_sign(&config, &manifests),
             Command::Inspect { trust, policy } => signing::inspect(trust.as_deref(), &policy),
         }
     });
@@ -291,189 +312,4 @@ async fn test(config: &Path) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// `keygen`, `sign`, `verify` and `inspect`.
-mod signing {
-    use std::path::Path;
-    use std::process::ExitCode;
-
-    use anyhow::Context as _;
-    use portcullis::artifact::bundle::{self, Bundle};
-    use portcullis::artifact::statement::{Statement, sha256_hex};
-    use portcullis::artifact::trust::{TrustStore, Verifier, exports_via_engine};
-    use portcullis::artifact::{component, keys, manifest, sign as signer};
-    use portcullis::engine::{Engine, EngineOptions};
-    use serde_json::json;
-
-    pub fn keygen(out: &Path) -> anyhow::Result<ExitCode> {
-        let key = keys::generate();
-        let id = keys::write_pair(&key, out)?;
-        eprintln!(
-            "wrote {} (private, keep secret) and {}",
-            out.display(),
-            keys::public_path(out).display()
-        );
-        println!("{id}");
-        Ok(ExitCode::SUCCESS)
-    }
-
-    fn read_wasm(path: &Path) -> anyhow::Result<Vec<u8>> {
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-    }
-
-    pub fn sign(
-        key: &Path,
-        manifest: &Path,
-        force: bool,
-        policy: &Path,
-    ) -> anyhow::Result<ExitCode> {
-        let key = keys::read_private(key)?;
-        let predicate = manifest::load(manifest)?;
-        let wasm = read_wasm(policy)?;
-        let sidecar = bundle::sidecar_path(policy);
-        let existing = if sidecar.exists() {
-            match Bundle::read(&sidecar) {
-                Ok(b) => Some(b),
-                Err(e) if force => {
-                    eprintln!("replacing unreadable bundle ({e})");
-                    None
-                }
-                Err(e) => anyhow::bail!("{e} (pass --force to replace it)"),
-            }
-        } else {
-            None
-        };
-        let signed = signer::sign(&wasm, predicate, &key, existing, force)?;
-        let tmp = sidecar.with_extension("json.tmp");
-        std::fs::write(&tmp, signed.bundle.to_json())
-            .and_then(|()| std::fs::rename(&tmp, &sidecar))
-            .with_context(|| format!("cannot write {}", sidecar.display()))?;
-        if signed.added {
-            eprintln!("signed by {} -> {}", signed.key_id, sidecar.display());
-        } else {
-            eprintln!(
-                "already signed by {} ({})",
-                signed.key_id,
-                sidecar.display()
-            );
-        }
-        Ok(ExitCode::SUCCESS)
-    }
-
-    fn verify_with(
-        trust: &Path,
-        state: Option<&Path>,
-        name: Option<&str>,
-        wasm: &[u8],
-        policy: &Path,
-    ) -> anyhow::Result<Result<portcullis::artifact::trust::Verified, String>> {
-        let store = TrustStore::load(trust)?;
-        let mut verifier = Verifier::new(store);
-        if let Some(state) = state {
-            verifier = verifier.with_state(state);
-        }
-        let sidecar = bundle::sidecar_path(policy);
-        let bytes = match bundle::read_capped(&sidecar) {
-            Ok(b) => b,
-            Err(e) => {
-                return Ok(Err(
-                    portcullis::artifact::trust::VerifyError::from(e).to_string()
-                ));
-            }
-        };
-        let exports = || {
-            let engine = Engine::new(&EngineOptions::default()).map_err(|e| e.to_string())?;
-            exports_via_engine(&engine, wasm)
-        };
-        let result = match name {
-            Some(name) => verifier.verify_named(name, wasm, &bytes, exports),
-            None => verifier.verify(wasm, &bytes, exports),
-        };
-        Ok(result.map_err(|e| e.to_string()))
-    }
-
-    pub fn verify(
-        trust: &Path,
-        state: Option<&Path>,
-        name: Option<&str>,
-        policy: &Path,
-    ) -> anyhow::Result<ExitCode> {
-        let wasm = read_wasm(policy)?;
-        match verify_with(trust, state, name, &wasm, policy)? {
-            Ok(verified) => {
-                println!("{}", serde_json::to_string_pretty(&verified.statement)?);
-                eprintln!("verified: signed by {}", verified.key_ids.join(", "));
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("verification failed: {e}");
-                Ok(ExitCode::FAILURE)
-            }
-        }
-    }
-
-    pub fn inspect(trust: Option<&Path>, policy: &Path) -> anyhow::Result<ExitCode> {
-        let wasm = read_wasm(policy)?;
-        let interfaces = component::interfaces(&wasm)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", policy.display()))?;
-        let contracts: Vec<&str> = interfaces
-            .exports
-            .iter()
-            .filter_map(|e| {
-                let name = e.split('@').next().unwrap_or(e);
-                match name {
-                    "portcullis:policy/request-checker" => Some("request-checker (guardrail)"),
-                    "portcullis:policy/response-filter" => Some("response-filter (output-filter)"),
-                    "portcullis:policy/tool-authorizer" => Some("tool-authorizer (tool-sandbox)"),
-                    _ => None,
-                }
-            })
-            .collect();
-        let sidecar = bundle::sidecar_path(policy);
-        let claims = if !sidecar.exists() {
-            json!({"status": "unsigned", "bundle": sidecar.display().to_string()})
-        } else if let Some(trust) = trust {
-            match verify_with(trust, None, None, &wasm, policy)? {
-                Ok(v) => json!({
-                    "status": "verified",
-                    "signed_by": v.key_ids,
-                    "statement": v.statement,
-                }),
-                Err(e) => json!({"status": "verification failed", "error": e}),
-            }
-        } else {
-            let unverified = Bundle::read(&sidecar)
-                .map_err(|e| e.to_string())
-                .and_then(|b| {
-                    let keyids: Vec<String> = b
-                        .dsse_envelope
-                        .signatures
-                        .iter()
-                        .map(|s| s.keyid.clone())
-                        .collect();
-                    let payload = b.dsse_envelope.payload_bytes().map_err(|e| e.to_string())?;
-                    let statement = Statement::parse(&payload)?;
-                    Ok(json!({"signature_keyids": keyids, "statement": statement}))
-                });
-            match unverified {
-                Ok(mut v) => {
-                    v["status"] = json!("unverified (pass --trust to verify)");
-                    v
-                }
-                Err(e) => json!({"status": "unverified", "error": e}),
-            }
-        };
-        let out = json!({
-            "path": policy.display().to_string(),
-            "digest": format!("sha256:{}", sha256_hex(&wasm)),
-            "size": wasm.len(),
-            "contracts": contracts,
-            "exports": interfaces.exports,
-            "imports": interfaces.imports,
-            "bundle": claims,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        Ok(ExitCode::SUCCESS)
-    }
 }
