@@ -90,6 +90,9 @@ pub struct PipelineConfig {
     /// How policies are verified before they load.
     #[serde(default)]
     pub trust: TrustSection,
+    /// Hot reload and status.
+    #[serde(default)]
+    pub lifecycle: LifecycleSection,
     /// The policies, in order (order matters when modifications compose).
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
@@ -130,6 +133,27 @@ pub struct TrustSection {
     /// Development only: load policies without verifying their signatures.
     #[serde(default)]
     pub allow_unsigned: bool,
+}
+
+/// `[lifecycle]`: hot reload and status.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleSection {
+    /// Where the host writes its status (JSON) after every reload, for `portcullis
+    /// status`; not written when absent.
+    pub status_file: Option<PathBuf>,
+    /// Quiet time after the last file event before a reload starts, milliseconds
+    /// (editors and copies write in several steps).
+    pub debounce_ms: u64,
+}
+
+impl Default for LifecycleSection {
+    fn default() -> Self {
+        LifecycleSection {
+            status_file: None,
+            debounce_ms: 200,
+        }
+    }
 }
 
 /// `[limits]` and a policy's `limits`: all optional.
@@ -267,6 +291,11 @@ impl PipelineConfig {
             None => PathBuf::from(format!("{}.state.json", store.display())),
         };
         Some((store, state))
+    }
+
+    /// The resolved status file, if configured.
+    pub fn status_path(&self) -> Option<PathBuf> {
+        self.lifecycle.status_file.as_ref().map(|f| self.resolve(f))
     }
 
     /// Engine options from `[engine]` and the memory ceiling.

@@ -247,6 +247,15 @@ impl Engine {
         crate::policy::Policy::new(self.clone(), shared, digest, pre, limits).map_err(invalid)
     }
 
+    /// Drop `digest` from the in-memory compiled-code cache (a superseded or rejected
+    /// version). Policies already loaded from it keep working.
+    pub fn forget(&self, digest: &str) {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(digest);
+    }
+
     fn compile(&self, digest: &str, wasm: &[u8]) -> Result<Component, String> {
         let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = compiled.get(digest) {

@@ -9,6 +9,9 @@
 //! * [`policy`]: a loaded policy and its entry points;
 //! * [`matchers`]: host-compiled regular expressions policies may use;
 //! * [`config`]: the pipeline configuration file;
+//! * [`lifecycle`]: the active policy set, hot reload and status;
+//! * [`watch`]: reloading when the policy files change;
+//! * [`loader`]: verifying, compiling and self-testing a configured policy;
 //! * [`pipeline`]: stages, verdict combination and decisions;
 //! * [`openai`]: OpenAI Chat Completions payloads in and out of the contract types;
 //! * [`fixtures`]: running policies' fixtures (the CI eval gate).
@@ -19,8 +22,11 @@ pub mod bindings;
 pub mod config;
 pub mod engine;
 pub mod fixtures;
+pub mod lifecycle;
+pub mod loader;
 pub mod matchers;
 pub mod openai;
 pub mod pipeline;
 pub mod policy;
 pub mod toml_file;
+pub mod watch;

@@ -16,18 +16,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use futures::future::Either;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
 
-use crate::artifact::bundle;
-use crate::artifact::manifest::RequestedLimits;
-use crate::artifact::trust::{TrustError, TrustStore, Verified, Verifier, exports_via_engine};
+use crate::artifact::trust::{TrustError, TrustStore, Verifier};
 use crate::bindings::{
-    Authorization, Category, ChatRequest, Edit, Finding, Message, RequestContext, Role, Severity,
-    ToolCall, ToolDefinition, Verdict,
+    Authorization, Category, ChatRequest, Edit, Finding, RequestContext, Severity, ToolCall,
+    ToolDefinition, Verdict,
 };
 use crate::config::{Mode, OnError, PipelineConfig, Stage};
-use crate::engine::{Engine, EngineError, Limits, Outcome, Run};
+use crate::engine::{Engine, EngineError, Outcome, Run};
+use crate::loader::{self, Candidate};
 use crate::openai::ModelResponse;
 use crate::policy::Policy;
 
@@ -59,6 +59,9 @@ pub enum LoadError {
         /// The missing export.
         export: &'static str,
     },
+    /// The configuration cannot be used.
+    #[error(transparent)]
+    Config(crate::config::ConfigError),
     /// The trust store cannot be used.
     #[error(transparent)]
     Trust(#[from] TrustError),
@@ -71,18 +74,26 @@ pub enum LoadError {
         reason: String,
     },
     /// A policy failed the self-test fixtures embedded in its signed statement.
-    #[error(
-        "policy {policy}: refused, {failed} of {total} signed self-test cases failed; first: {first}"
-    )]
+    #[error("policy {policy}: refused, {failed} of {total} {kind} cases failed; first: {first}")]
     SelfTest {
         /// Policy name.
         policy: String,
+        /// `signed self-test` or `configured fixture`.
+        kind: &'static str,
         /// Failing cases.
         failed: usize,
         /// Cases run.
         total: usize,
         /// The first failure.
         first: String,
+    },
+    /// A policy's configured fixtures file cannot be read or parsed.
+    #[error("policy {policy}: refused, its fixtures are unusable: {reason}")]
+    Fixtures {
+        /// Policy name.
+        policy: String,
+        /// Why.
+        reason: String,
     },
     /// A policy failed its warm-up evaluation (bad configuration, crash at start).
     #[error("policy {policy}: failed its warm-up evaluation: {outcome}")]
@@ -95,6 +106,7 @@ pub enum LoadError {
 }
 
 /// One policy in the pipeline, with how its verdicts are used.
+#[derive(Clone)]
 pub struct Entry {
     /// The loaded policy.
     pub policy: Policy,
@@ -112,14 +124,33 @@ pub struct Entry {
     pub signers: Vec<String>,
     /// The signed version (`None` when unsigned).
     pub version: Option<String>,
+    /// The signed sequence (`None` when unsigned).
+    pub sequence: Option<u64>,
+    /// What the entry was built from: the component and bundle bytes (kept for
+    /// re-verification when the trust store changes) and their fingerprint.
+    pub source: Arc<Candidate>,
+    /// Why the policy no longer verifies (a trust-store change): its runs fail without
+    /// running, so its stage applies its `on_error`.
+    pub deactivated: Option<String>,
     /// Loaded without verification (`[trust] allow_unsigned = true`).
     pub unsigned: bool,
 }
 
-/// A loaded pipeline.
+impl Entry {
+    /// This entry deactivated for `reason` (or reactivated with `None`).
+    pub fn with_deactivation(&self, reason: Option<String>) -> Entry {
+        Entry {
+            deactivated: reason,
+            ..self.clone()
+        }
+    }
+}
+
+/// A loaded pipeline: one immutable set of policies (a snapshot when hot-reloaded).
 pub struct Pipeline {
     engine: Arc<Engine>,
     entries: Vec<Arc<Entry>>,
+    generation: u64,
 }
 
 /// What a decision does with the payload.
@@ -212,6 +243,8 @@ fn is_zero(n: &u32) -> bool {
 /// The combined result of running the pipeline on a request or a response.
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
+    /// The policy-set generation (snapshot) that made the decision, start to end.
+    pub generation: u64,
     /// Overall verdict.
     pub verdict: Action,
     /// Every finding, enforced or not.
@@ -230,8 +263,9 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new() -> Self {
+    fn new(generation: u64) -> Self {
         Decision {
+            generation,
             verdict: Action::Allow,
             findings: Vec::new(),
             runs: Vec::new(),
@@ -307,10 +341,29 @@ impl Pipeline {
         Self::load_with(&engine, config).await
     }
 
-    /// Like [`Pipeline::load`] with an existing engine.
+    /// Like [`Pipeline::load`] with an existing engine. Each policy's signed
+    /// self-tests and configured fixtures must pass; the high-water marks of the
+    /// verified policies are advanced once the whole set has loaded.
     pub async fn load_with(
         engine: &Arc<Engine>,
         config: &PipelineConfig,
+    ) -> Result<Pipeline, LoadError> {
+        Self::load_inner(engine, config, true).await
+    }
+
+    /// Like [`Pipeline::load_with`] without running the configured fixtures (for
+    /// `portcullis test`, which runs and reports them itself).
+    pub async fn load_without_fixtures(
+        engine: &Arc<Engine>,
+        config: &PipelineConfig,
+    ) -> Result<Pipeline, LoadError> {
+        Self::load_inner(engine, config, false).await
+    }
+
+    async fn load_inner(
+        engine: &Arc<Engine>,
+        config: &PipelineConfig,
+        run_fixtures: bool,
     ) -> Result<Pipeline, LoadError> {
         let verifier = match config.trust_paths() {
             Some((store, state)) => {
@@ -319,64 +372,49 @@ impl Pipeline {
             None => None,
         };
         let mut entries = Vec::new();
+        let mut verified = Vec::new();
         for p in &config.policies {
-            let path = config.resolve(&p.path);
-            let wasm = std::fs::read(&path).map_err(|source| LoadError::Read {
-                policy: p.name.clone(),
-                path: path.clone(),
-                source,
-            })?;
-            let mut limits =
-                config
-                    .limits_for(p)
-                    .map_err(|(key, message)| EngineError::Invalid {
-                        policy: p.name.clone(),
-                        reason: format!("limits.{key}: {message}"),
-                    })?;
-            let (signers, version, cases) = match &verifier {
-                Some(verifier) => {
-                    let verified = verify(engine, verifier, &p.name, &path, &wasm)?;
-                    let predicate = &verified.statement.predicate;
-                    apply_signed_limits(&mut limits, &predicate.limits);
-                    let cases =
-                        predicate
-                            .self_test_cases()
-                            .map_err(|reason| LoadError::Verification {
-                                policy: p.name.clone(),
-                                reason: format!("self_test: {reason}"),
-                            })?;
-                    let version = predicate.version.clone();
-                    (verified.key_ids, Some(version), cases)
-                }
-                None => {
-                    tracing::warn!(
-                        policy = %p.name,
-                        "loading an UNSIGNED policy: [trust] allow_unsigned = true is for \
-                         development only; every decision it takes part in is marked unsigned"
-                    );
-                    (Vec::new(), None, Vec::new())
-                }
-            };
-            let policy = engine.load(&p.name, &wasm, p.config_json(), limits)?;
-            self_test(engine, &policy, &wasm, &cases).await?;
-            let entry = Entry {
-                policy,
-                stages: p.stages.clone(),
-                on_error: p.on_error,
-                mode: p.mode,
-                fixtures: p.fixtures.as_ref().map(|f| config.resolve(f)),
-                path,
-                unsigned: verifier.is_none(),
-                signers,
-                version,
-            };
-            warm_up(&entry).await?;
+            let candidate = Candidate::read(config, p)?;
+            let (entry, v) = loader::load_entry(
+                engine,
+                verifier.as_ref(),
+                config,
+                p,
+                candidate,
+                run_fixtures,
+            )
+            .await?;
             entries.push(Arc::new(entry));
+            verified.extend(v);
         }
-        Ok(Pipeline {
+        if let Some(verifier) = &verifier {
+            for v in &verified {
+                verifier.record(v).map_err(|e| LoadError::Verification {
+                    policy: v.statement.predicate.name.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        Ok(Pipeline::from_entries(engine, entries, 1))
+    }
+
+    /// A pipeline of already loaded entries: policy-set `generation` (a lifecycle
+    /// snapshot; every decision records it).
+    pub fn from_entries(
+        engine: &Arc<Engine>,
+        entries: Vec<Arc<Entry>>,
+        generation: u64,
+    ) -> Pipeline {
+        Pipeline {
             engine: engine.clone(),
             entries,
-        })
+            generation,
+        }
+    }
+
+    /// The policy-set generation.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The engine the policies run in.
@@ -400,7 +438,7 @@ impl Pipeline {
     /// Run the input stage on a request, then the tool stage on the tools it offers
     /// (`only`: just that stage).
     pub async fn check_request(&self, request: &ChatRequest, only: Option<Stage>) -> Decision {
-        let mut decision = Decision::new();
+        let mut decision = Decision::new(self.generation);
         let mut subject = Subject::Request(request.clone());
         if only.is_none_or(|s| s == Stage::Input) {
             self.text_stage(Stage::Input, &mut subject, &mut decision)
@@ -432,7 +470,7 @@ impl Pipeline {
         response: &ModelResponse,
         only: Option<Stage>,
     ) -> Decision {
-        let mut decision = Decision::new();
+        let mut decision = Decision::new(self.generation);
         if !response.calls.is_empty() && only.is_none_or(|s| s == Stage::Tool) {
             let calls: Vec<ToolCall> = response.calls.iter().map(|(_, c)| c.clone()).collect();
             decision.denied_calls = self
@@ -607,74 +645,6 @@ impl Pipeline {
     }
 }
 
-/// Verify the sidecar bundle of the component at `path` for policy `name`. The host
-/// grants no capabilities yet, so a policy that requests any is refused.
-fn verify(
-    engine: &Arc<Engine>,
-    verifier: &Verifier,
-    name: &str,
-    path: &std::path::Path,
-    wasm: &[u8],
-) -> Result<Verified, LoadError> {
-    let refuse = |reason: String| LoadError::Verification {
-        policy: name.to_string(),
-        reason,
-    };
-    let bundle =
-        bundle::read_capped(&bundle::sidecar_path(path)).map_err(|e| refuse(e.to_string()))?;
-    let verified = verifier
-        .verify_named(name, wasm, &bundle, || exports_via_engine(engine, wasm))
-        .map_err(|e| refuse(e.to_string()))?;
-    let wanted = &verified.statement.predicate.capabilities.wasi;
-    if !wanted.is_empty() {
-        return Err(refuse(format!(
-            "requests capabilities the operator has not granted: {}",
-            wanted.join(", ")
-        )));
-    }
-    Ok(verified)
-}
-
-/// Run the signed self-test cases; any failure refuses the policy.
-async fn self_test(
-    engine: &Arc<Engine>,
-    policy: &Policy,
-    wasm: &[u8],
-    cases: &[portcullis_sdk::fixture::Fixture],
-) -> Result<(), LoadError> {
-    if cases.is_empty() {
-        return Ok(());
-    }
-    let refuse = |failed: usize, first: String| LoadError::SelfTest {
-        policy: policy.name().to_string(),
-        failed,
-        total: cases.len(),
-        first,
-    };
-    let (_, failures) = crate::fixtures::run_cases(engine, policy, wasm, cases)
-        .await
-        .map_err(|e| refuse(cases.len(), e))?;
-    match failures.first() {
-        None => Ok(()),
-        Some(first) => Err(refuse(failures.len(), first.clone())),
-    }
-}
-
-/// The effective limits are the tighter of the operator's and the signed manifest's.
-fn apply_signed_limits(limits: &mut Limits, signed: &RequestedLimits) {
-    if let Some(fuel) = signed.fuel {
-        limits.fuel = limits.fuel.min(fuel);
-    }
-    if let Some(mb) = signed.memory_mb {
-        limits.memory_bytes = limits
-            .memory_bytes
-            .min(usize::try_from(mb << 20).unwrap_or(usize::MAX));
-    }
-    if let Some(ms) = signed.deadline_ms {
-        limits.deadline_ms = limits.deadline_ms.min(ms);
-    }
-}
-
 /// Run `eval` for every entry concurrently, interleaved on this task: each policy
 /// yields at every epoch tick, so a slow one never holds up the others, and no thread
 /// hop or task spawn is paid (measured: spawning each policy onto the runtime's
@@ -694,7 +664,15 @@ where
         .iter()
         .enumerate()
         .map(|(i, entry)| {
-            let run = eval(entry);
+            let run = match &entry.deactivated {
+                None => Either::Left(eval(entry)),
+                Some(reason) => Either::Right(std::future::ready(Run {
+                    result: Err(Outcome::Error(format!("policy deactivated: {reason}"))),
+                    fuel_used: 0,
+                    micros: 0,
+                    logs_dropped: 0,
+                })),
+            };
             async move { (i, run.await) }
         })
         .collect();
@@ -966,75 +944,4 @@ pub(crate) fn sdk_category(c: &Category) -> portcullis_sdk::Category {
         Category::SystemPromptLeak => C::SystemPromptLeak,
         Category::Custom(name) => C::Custom(name.clone()),
     }
-}
-
-/// One warm-up evaluation per configured stage: proves the policy starts, reads its
-/// configuration and compiles its matchers before it sees traffic.
-async fn warm_up(entry: &Entry) -> Result<(), LoadError> {
-    let policy = &entry.policy;
-    let exports = policy.exports();
-    let context = RequestContext {
-        request_id: "warm-up".into(),
-        client_id: "portcullis".into(),
-        model: String::new(),
-        metadata: Vec::new(),
-    };
-    let fail = |outcome: Outcome| LoadError::WarmUp {
-        policy: policy.name().to_string(),
-        outcome: match outcome {
-            Outcome::Error(reason) => format!("error: {reason}"),
-            other => other.name().to_string(),
-        },
-    };
-    for stage in &entry.stages {
-        let wrong = |export| LoadError::WrongStage {
-            policy: policy.name().to_string(),
-            stage: stage.name(),
-            export,
-        };
-        match stage {
-            Stage::Input => {
-                if !exports.guardrail {
-                    return Err(wrong("request-checker (guardrail world)"));
-                }
-                let request = ChatRequest {
-                    context: context.clone(),
-                    messages: vec![Message {
-                        role: Role::User,
-                        content: "Hello! Could you summarise this paragraph for me?".into(),
-                        name: None,
-                        tool_call_id: None,
-                    }],
-                    tools: Vec::new(),
-                };
-                policy.check_request(&request).await.result.map_err(fail)?;
-            }
-            Stage::Output => {
-                if !exports.output_filter {
-                    return Err(wrong("response-filter (output-filter world)"));
-                }
-                policy
-                    .check_response(&context, "Sure, here is a short summary.")
-                    .await
-                    .result
-                    .map_err(fail)?;
-            }
-            Stage::Tool => {
-                if !exports.tool_sandbox {
-                    return Err(wrong("tool-authorizer (tool-sandbox world)"));
-                }
-                policy
-                    .check_tools(&context, &[])
-                    .await
-                    .result
-                    .map_err(fail)?;
-                policy
-                    .check_calls(&context, &[], &[])
-                    .await
-                    .result
-                    .map_err(fail)?;
-            }
-        }
-    }
-    Ok(())
 }

@@ -27,6 +27,7 @@ pub struct Exports {
 }
 
 /// A compiled, linked policy, ready for any number of concurrent evaluations.
+#[derive(Clone)]
 pub struct Policy {
     engine: Arc<Engine>,
     shared: Arc<PolicyShared>,

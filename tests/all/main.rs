@@ -4,6 +4,7 @@ mod cache;
 mod cli;
 mod fuzz;
 mod hostile;
+mod lifecycle;
 mod pipeline;
 mod signing;
 mod support;

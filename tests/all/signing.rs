@@ -19,7 +19,7 @@ use crate::support::{engine, guest};
 const PII: &str = "portcullis_policy_pii";
 const HOSTILE: &str = "portcullis_test_hostile";
 
-fn key(seed: u8) -> SigningKey {
+pub(crate) fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
 }
 
@@ -27,7 +27,7 @@ fn id(key: &SigningKey) -> String {
     keys::key_id(&key.verifying_key())
 }
 
-fn predicate(name: &str, sequence: u64, kind: Kind) -> Predicate {
+pub(crate) fn predicate(name: &str, sequence: u64, kind: Kind) -> Predicate {
     Predicate {
         name: name.into(),
         version: "1.0.0".into(),
@@ -52,7 +52,7 @@ fn pii(sequence: u64) -> Predicate {
 }
 
 /// A `[[keys]]` entry; `extra` lines are appended (status defaults to active).
-fn key_entry(key: &SigningKey, extra: &str) -> String {
+pub(crate) fn key_entry(key: &SigningKey, extra: &str) -> String {
     let status = if extra.contains("status") {
         ""
     } else {
@@ -78,7 +78,7 @@ fn one_key_store(key: &SigningKey, extra: &str) -> TrustStore {
     store(&key_entry(key, extra))
 }
 
-fn bundle_bytes(wasm: &[u8], predicate: Predicate, signers: &[&SigningKey]) -> Vec<u8> {
+pub(crate) fn bundle_bytes(wasm: &[u8], predicate: Predicate, signers: &[&SigningKey]) -> Vec<u8> {
     let mut bundle = None;
     for k in signers {
         bundle = Some(

@@ -578,7 +578,9 @@ impl Verifier {
         bundle: &[u8],
         exports: impl FnOnce() -> Result<Exports, String>,
     ) -> Result<Verified, VerifyError> {
-        self.verify_inner(Some(name), wasm, bundle, exports)
+        let verified = self.verify_inner(Some(name), wasm, bundle, exports)?;
+        self.record(&verified)?;
+        Ok(verified)
     }
 
     /// Verify `bundle` (JSON bytes) for `wasm`. `exports` is called only after every
@@ -590,7 +592,33 @@ impl Verifier {
         bundle: &[u8],
         exports: impl FnOnce() -> Result<Exports, String>,
     ) -> Result<Verified, VerifyError> {
-        self.verify_inner(None, wasm, bundle, exports)
+        let verified = self.verify_inner(None, wasm, bundle, exports)?;
+        self.record(&verified)?;
+        Ok(verified)
+    }
+
+    /// Every check of [`Verifier::verify_named`] (including that the sequence is not
+    /// below the high-water mark), without advancing the mark: for a candidate that
+    /// must still pass its self-tests. Call [`Verifier::record`] once it is activated.
+    pub fn check_named(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        bundle: &[u8],
+        exports: impl FnOnce() -> Result<Exports, String>,
+    ) -> Result<Verified, VerifyError> {
+        self.verify_inner(Some(name), wasm, bundle, exports)
+    }
+
+    /// Advance the high-water mark to a verified statement's sequence (if higher),
+    /// re-checking the mark under the state file's lock.
+    pub fn record(&self, verified: &Verified) -> Result<(), VerifyError> {
+        let p = &verified.statement.predicate;
+        self.advance_mark(
+            &p.name,
+            p.sequence,
+            format!("sha256:{}", verified.statement.digest()),
+        )
     }
 
     fn verify_inner(
@@ -718,7 +746,6 @@ impl Verifier {
                 actual: world,
             });
         }
-        self.advance_mark(&p.name, p.sequence, digest)?;
         Ok(Verified {
             statement,
             key_ids: qualifying,

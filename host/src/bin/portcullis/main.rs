@@ -3,10 +3,12 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use portcullis::config::{PipelineConfig, Stage};
+use portcullis::lifecycle::PolicyHost;
 use portcullis::openai;
 use portcullis::pipeline::{Action, Decision, Pipeline};
 use serde_json::{Value, json};
@@ -37,12 +39,28 @@ enum Command {
         /// Pipeline configuration (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Keep the policies current while reading: watch the configuration, trust
+        /// store and policy files and hot-reload on change (useful with standard input).
+        #[arg(long)]
+        watch: bool,
         /// Run only this stage (default: every stage that applies to the line).
         #[arg(long, value_parser = parse_stage)]
         stage: Option<Stage>,
         /// JSON lines file, or - for standard input.
         #[arg(default_value = "-")]
         input: String,
+    },
+    /// Show the status a watching host last wrote ([lifecycle] status_file): every
+    /// policy version with its state, signers and last error, and reload counters.
+    ///
+    /// Example: portcullis status --config examples/portcullis.toml
+    Status {
+        /// Pipeline configuration (TOML).
+        #[arg(long, short, default_value = "portcullis.toml")]
+        config: PathBuf,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run every policy's fixtures against its compiled component; exit non-zero on any
     /// mismatch (the CI eval gate).
@@ -163,9 +181,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Check {
                 config,
+                watch,
                 stage,
                 input,
-            } => check(&config, stage, &input).await,
+            } => check(&config, watch, stage, &input).await,
+            Command::Status { config, json } => status(&config, json),
             Command::Test { config } => test(&config).await,
             Command::Keygen { out } => signing::keygen(&out),
             Command::Sign {
@@ -193,13 +213,21 @@ fn main() -> ExitCode {
     }
 }
 
-async fn load(config: &Path) -> anyhow::Result<Pipeline> {
-    let config = PipelineConfig::load(config)?;
-    Ok(Pipeline::load(&config).await?)
-}
-
-async fn check(config: &Path, stage: Option<Stage>, input: &str) -> anyhow::Result<ExitCode> {
-    let pipeline = load(config).await?;
+async fn check(
+    config: &Path,
+    watch: bool,
+    stage: Option<Stage>,
+    input: &str,
+) -> anyhow::Result<ExitCode> {
+    let options = PipelineConfig::load(config)?.engine_options();
+    let engine = portcullis::engine::Engine::new(&options)?;
+    let host = Arc::new(PolicyHost::start(&engine, config).await?);
+    host.write_status();
+    let _watch = if watch {
+        Some(portcullis::watch::watch(host.clone())?)
+    } else {
+        None
+    };
     let reader: Box<dyn BufRead> = if input == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -213,7 +241,8 @@ async fn check(config: &Path, stage: Option<Stage>, input: &str) -> anyhow::Resu
         if line.trim().is_empty() {
             continue;
         }
-        let result = check_line(&pipeline, stage, n + 1, &line).await;
+        // One snapshot per line: a reload never changes the set mid-decision.
+        let result = check_line(&host.snapshot(), stage, n + 1, &line).await;
         let printed = result.unwrap_or_else(|e| json!({"line": n + 1, "error": e}));
         writeln!(out, "{printed}")?;
     }
@@ -265,6 +294,7 @@ async fn check_line(
     }
     let mut out = json!({
         "id": id,
+        "generation": decision.generation,
         "kind": if is_response { "response" } else { "request" },
         "verdict": decision.verdict,
         "findings": decision.findings,
@@ -282,8 +312,76 @@ async fn check_line(
     Ok(out)
 }
 
+fn status(config: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let config = PipelineConfig::load(config)?;
+    let path = config.status_path().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no [lifecycle] status_file in the configuration: the host writes its status there"
+        )
+    })?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {} (has a host with this configuration run?)",
+            path.display()
+        )
+    })?;
+    let status: Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text_of = |v: &Value| match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    println!(
+        "generation {} at {}",
+        text_of(&status["generation"]),
+        text_of(&status["at"])
+    );
+    println!(
+        "{:<18} {:<10} {:>4} {:<19} {:<11} {:<20} SIGNERS / LAST ERROR",
+        "POLICY", "VERSION", "SEQ", "DIGEST", "STATE", "SINCE"
+    );
+    for v in status["policies"].as_array().into_iter().flatten() {
+        let digest = text_of(&v["digest"]);
+        let signers: Vec<String> = v["signers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| text_of(s).chars().take(19).collect())
+            .collect();
+        let note = v["last_error"]
+            .as_str()
+            .map_or_else(|| signers.join(","), str::to_string);
+        println!(
+            "{:<18} {:<10} {:>4} {:<19} {:<11} {:<20} {}",
+            text_of(&v["name"]),
+            text_of(&v["version"]),
+            text_of(&v["sequence"]),
+            digest.chars().take(19).collect::<String>(),
+            text_of(&v["state"]),
+            text_of(&v["since"]),
+            note
+        );
+    }
+    let c = &status["counters"];
+    println!(
+        "reloads {}, swaps {}, rejected {}, deactivated {}",
+        text_of(&c["reloads"]),
+        text_of(&c["swaps"]),
+        text_of(&c["rejected"]),
+        text_of(&c["deactivated"])
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn test(config: &Path) -> anyhow::Result<ExitCode> {
-    let pipeline = load(config).await?;
+    let config = PipelineConfig::load(config)?;
+    let engine = portcullis::engine::Engine::new(&config.engine_options())?;
+    let pipeline = Pipeline::load_without_fixtures(&engine, &config).await?;
     let (mut passed, mut failed) = (0, 0);
     for entry in pipeline.entries() {
         if entry.fixtures.is_none() {
