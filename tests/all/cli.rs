@@ -284,3 +284,120 @@ fn dev_sign_signs_the_configured_policies_and_never_touches_an_operators_store()
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("refusing to overwrite"), "{stderr}");
 }
+
+#[test]
+fn check_watch_picks_up_a_re_signed_policy_and_status_shows_the_versions() {
+    use std::io::{BufRead as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("alpha.wasm");
+    std::fs::copy(
+        crate::support::guests().join("portcullis_test_hostile.wasm"),
+        &wasm,
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("alpha")).unwrap();
+    let manifest = |sequence: u64| {
+        std::fs::write(
+            dir.path().join("alpha/policy.toml"),
+            format!(
+                "name = \"alpha\"\nversion = \"1.{sequence}.0\"\nsequence = {sequence}\nkind = \"guardrail\"\n\
+                 world = \"portcullis:policy/guardrail@0.1.0\"\nnot_before = \"2026-01-01T00:00:00Z\"\n\
+                 expires = \"2030-01-01T00:00:00Z\"\nmin_host_version = \"0.1.0\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    manifest(1);
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        "[trust]\nstore = \"dev/trust.toml\"\n[lifecycle]\nstatus_file = \"status.json\"\ndebounce_ms = 50\n\
+         [[policies]]\nname = \"alpha\"\npath = \"alpha.wasm\"\nstages = [\"input\"]\nconfig = { mode = \"allow\" }\n",
+    )
+    .unwrap();
+    let dev_sign = || {
+        let out = portcullis()
+            .arg("dev-sign")
+            .arg("--config")
+            .arg(&config)
+            .arg("--manifests")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    dev_sign();
+
+    let mut child = portcullis()
+        .args(["check", "--watch", "--config"])
+        .arg(&config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut ask = || -> Value {
+        stdin
+            .write_all(b"{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n")
+            .unwrap();
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    };
+    let first = ask();
+    assert_eq!(first["generation"], 1, "{first}");
+    assert_eq!(first["policies"][0]["version"], "1.1.0");
+
+    // Release 1.2.0: new bytes, a higher sequence, signed in place while it runs.
+    let mut bytes = std::fs::read(&wasm).unwrap();
+    bytes.extend_from_slice(&[0, 3, 1, b'x', 2]);
+    std::fs::write(&wasm, bytes).unwrap();
+    manifest(2);
+    dev_sign();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let reloaded = loop {
+        let answer = ask();
+        if answer["policies"][0]["version"] == "1.2.0" {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "never reloaded: {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(reloaded["generation"].as_u64().unwrap() >= 2, "{reloaded}");
+
+    let out = portcullis()
+        .args(["status", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<(String, String)> = status["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["version"].to_string(), v["state"].to_string()))
+        .collect();
+    assert!(
+        states.contains(&("\"1.2.0\"".into(), "\"active\"".into()))
+            && states.contains(&("\"1.1.0\"".into(), "\"superseded\"".into())),
+        "{states:?}"
+    );
+    let out = portcullis()
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("alpha") && table.contains("active") && table.contains("superseded"),
+        "{table}"
+    );
+    drop(stdin);
+    child.wait().unwrap();
+}
