@@ -1,5 +1,6 @@
 //! Evaluation benchmark: fresh-instance cost per policy and prompt size, the full input
-//! pipeline, and the same detection code compiled natively vs to WebAssembly.
+//! pipeline, the same detection code compiled natively vs to WebAssembly, and hot-reload
+//! latency.
 //!
 //! Run: `cargo bench -p portcullis --bench evaluate` (prints a Markdown table).
 //! `BENCH_ITERS` sets the timed iterations per row (default 2000).
@@ -357,5 +358,146 @@ async fn main() {
         "full input pipeline (injection + pii + secrets), 4 KB",
         &wasm,
         Some(&native),
+    );
+    reload_latency().await;
+}
+
+/// Hot reload: how long from a new signed release written to disk (bundle, then
+/// component, each renamed into place) until the watcher has it active, and what
+/// continuous reloads cost the evaluations running meanwhile.
+async fn reload_latency() {
+    use portcullis::artifact::manifest::{Kind, Predicate};
+    use portcullis::artifact::{bundle, keys, sign};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = keys::generate();
+    let base = support::guest("portcullis_test_hostile");
+    let trust = format!(
+        "[[keys]]\nid = \"{}\"\nalgorithm = \"ed25519\"\npublic_key = \"\"\"\n{}\"\"\"\nstatus = \"active\"\nnames = [\"*\"]\n",
+        keys::key_id(&key.verifying_key()),
+        keys::public_pem(&key.verifying_key())
+    );
+    std::fs::write(dir.path().join("trust.toml"), trust).expect("trust store");
+    let wasm_path = dir.path().join("alpha.wasm");
+    let publish = |sequence: u64| {
+        let mut wasm = base.clone();
+        wasm.extend_from_slice(&[0, 10, 1, b'v']);
+        wasm.extend_from_slice(&sequence.to_le_bytes());
+        let predicate = Predicate {
+            name: "alpha".into(),
+            version: format!("1.{sequence}.0"),
+            sequence,
+            kind: Kind::Guardrail,
+            world: "portcullis:policy/guardrail@0.1.0".into(),
+            capabilities: Default::default(),
+            limits: Default::default(),
+            not_before: "2020-01-01T00:00:00Z".into(),
+            expires: "2100-01-01T00:00:00Z".into(),
+            min_host_version: "0.1.0".into(),
+            self_test: Vec::new(),
+        };
+        let signed = sign::sign(&wasm, predicate, &key, None, false).expect("signs");
+        let write = |path: &std::path::Path, bytes: &[u8]| {
+            let tmp = path.with_extension("partial");
+            std::fs::write(&tmp, bytes).expect("write");
+            std::fs::rename(&tmp, path).expect("rename");
+        };
+        write(
+            &bundle::sidecar_path(&wasm_path),
+            signed.bundle.to_json().as_bytes(),
+        );
+        write(&wasm_path, &wasm);
+        format!(
+            "sha256:{}",
+            portcullis::artifact::statement::sha256_hex(&wasm)
+        )
+    };
+    publish(1);
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        "[engine]\ncache_dir = \"compiled\"\n[trust]\nstore = \"trust.toml\"\n[lifecycle]\ndebounce_ms = 50\n\
+         [[policies]]\nname = \"alpha\"\npath = \"alpha.wasm\"\nstages = [\"input\"]\nconfig = { mode = \"allow\" }\n",
+    )
+    .expect("config");
+    let options = PipelineConfig::load(&config)
+        .expect("config")
+        .engine_options();
+    let engine = portcullis::engine::Engine::new(&options).expect("engine");
+    let host = Arc::new(
+        portcullis::lifecycle::PolicyHost::start(&engine, &config)
+            .await
+            .expect("host starts"),
+    );
+    let _watch = portcullis::watch::watch(host.clone()).expect("watch");
+    let tiny = request("hi");
+
+    // Evaluations with no reloads, as the baseline for the same run.
+    let idle = time_async(async || {
+        std::hint::black_box(host.snapshot().check_request(&tiny, None).await);
+    })
+    .await;
+
+    // Releases written while an evaluator loops; each release waits until active.
+    let stop = Arc::new(AtomicBool::new(false));
+    let evaluator = {
+        let host = host.clone();
+        let stop = stop.clone();
+        let tiny = tiny.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                std::hint::black_box(host.snapshot().check_request(&tiny, None).await);
+                samples.push(t.elapsed());
+            }
+            samples
+        })
+    };
+    let releases = (iters() / 100).clamp(20, 200);
+    let mut latencies = Vec::new();
+    for sequence in 2..2 + releases as u64 {
+        let started = Instant::now();
+        let digest = publish(sequence);
+        while host.snapshot().entries()[0].policy.digest() != digest {
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        }
+        latencies.push(started.elapsed());
+    }
+    stop.store(true, Ordering::Relaxed);
+    let during = stats(evaluator.await.expect("evaluator"));
+    let latency = stats(latencies);
+
+    println!("\nreleases: {releases}, debounce 50 ms, compiled-code cache on disk\n");
+    println!("| hot reload | p50 ms | p99 ms |");
+    println!("|---|---|---|");
+    println!(
+        "| new signed release written → active (watcher, verify, compile, warm-up) | {:.1} | {:.1} |",
+        latency.p50.as_secs_f64() * 1e3,
+        latency.p99.as_secs_f64() * 1e3
+    );
+    println!(
+        "| release latency minus the 50 ms debounce | {:.1} | {:.1} |",
+        latency.p50.as_secs_f64() * 1e3 - 50.0,
+        latency.p99.as_secs_f64() * 1e3 - 50.0
+    );
+    println!("\n| trivial evaluation through the host | p50 µs | p99 µs |");
+    println!("|---|---|---|");
+    println!(
+        "| idle (no reloads) | {} | {} |",
+        us(idle.p50),
+        us(idle.p99)
+    );
+    println!(
+        "| during continuous releases | {} | {} |",
+        us(during.p50),
+        us(during.p99)
+    );
+    println!(
+        "| ratio during / idle | {:.2}× | {:.2}× |",
+        during.p50.as_secs_f64() / idle.p50.as_secs_f64(),
+        during.p99.as_secs_f64() / idle.p99.as_secs_f64()
     );
 }

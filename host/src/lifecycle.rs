@@ -326,7 +326,13 @@ impl PolicyHost {
             {
                 let mut history = self.history.lock().expect("history lock");
                 for old in &removed {
-                    history.supersede(old);
+                    if !pipeline
+                        .entries()
+                        .iter()
+                        .any(|e| e.policy.name() == old.policy.name())
+                    {
+                        history.supersede(old);
+                    }
                 }
                 for entry in pipeline.entries() {
                     let state = if entry.deactivated.is_some() {
@@ -427,13 +433,16 @@ impl PolicyHost {
 
 impl History {
     /// Record `status` as the newest for its name. A new active (or revoked) version
-    /// supersedes the previous one unless it is the same digest.
+    /// supersedes the previous one unless it is the same release (digest and sequence),
+    /// whose state is then updated in place.
     fn push(&mut self, status: VersionStatus) {
         let list = self.versions.entry(status.name.clone()).or_default();
         let live = matches!(status.state, State::Active | State::Revoked);
         if live {
             if let Some(same) = list.iter_mut().find(|v| {
-                v.digest == status.digest && matches!(v.state, State::Active | State::Revoked)
+                v.digest == status.digest
+                    && v.sequence == status.sequence
+                    && matches!(v.state, State::Active | State::Revoked)
             }) {
                 if same.state != status.state {
                     *same = status;
@@ -452,7 +461,7 @@ impl History {
         list.truncate(HISTORY + 1);
     }
 
-    /// A version left the active set (removed from the configuration or replaced).
+    /// A policy was removed from the configuration: its live version is superseded.
     fn supersede(&mut self, entry: &Entry) {
         if let Some(list) = self.versions.get_mut(entry.policy.name()) {
             for v in list.iter_mut() {

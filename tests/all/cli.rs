@@ -366,7 +366,10 @@ fn check_watch_picks_up_a_re_signed_policy_and_status_shows_the_versions() {
         if answer["policies"][0]["version"] == "1.2.0" {
             break answer;
         }
-        assert!(std::time::Instant::now() < deadline, "never reloaded: {answer}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reloaded: {answer}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert!(reloaded["generation"].as_u64().unwrap() >= 2, "{reloaded}");

@@ -233,6 +233,22 @@ async fn candidates_are_verified_and_self_tested_and_failures_keep_the_last_good
         serde_json::from_slice(&std::fs::read(site.path("status.json")).unwrap()).unwrap();
     assert_eq!(written["policies"][0]["state"], "active");
     assert_eq!(written["policies"][0]["sequence"], 5);
+
+    // The same bytes re-released under a higher sequence (a new signed statement) are
+    // a new version: it becomes active and the previous release is superseded.
+    assert_eq!(site.publish("alpha", 6, 8, |_| {}), v5);
+    assert!(host.reload().await.swapped);
+    let status = host.status();
+    assert_eq!(status.policies[0].sequence, Some(6));
+    assert_eq!(status.policies[0].state, State::Active);
+    assert!(
+        status
+            .policies
+            .iter()
+            .any(|v| v.sequence == Some(5) && v.state == State::Superseded),
+        "{:?}",
+        status.policies
+    );
     assert_eq!(
         written["policies"][0]["signers"][0],
         portcullis::artifact::keys::key_id(&site.key.verifying_key())
