@@ -489,8 +489,10 @@ fn status_of(entry: &Entry, state: State, last_error: Option<String>) -> Version
     }
 }
 
+/// Now, to the second (RFC 3339 UTC).
 fn now() -> String {
-    format_utc(time::OffsetDateTime::now_utc())
+    let t = time::OffsetDateTime::now_utc();
+    format_utc(t.replace_nanosecond(0).unwrap_or(t))
 }
 
 /// A verifier for `config`'s trust store (`None` with `allow_unsigned`).
