@@ -188,6 +188,10 @@ pub struct PolicyConfig {
     /// Enforce or monitor.
     #[serde(default)]
     pub mode: Mode,
+    /// Must stay enforced: a hot reload cannot remove the policy, switch it to monitor
+    /// or drop this flag.
+    #[serde(default)]
+    pub mandatory: bool,
     /// Fixtures file for `portcullis test`.
     #[serde(default)]
     pub fixtures: Option<PathBuf>,
@@ -268,10 +272,35 @@ impl PipelineConfig {
                     "list at least one of \"input\", \"tool\", \"output\"".into(),
                 ));
             }
+            if p.mandatory && p.mode != Mode::Enforce {
+                return Err(invalid(
+                    key("mode"),
+                    "a mandatory policy must be enforced: remove `mode` or `mandatory`".into(),
+                ));
+            }
             self.limits_for(p)
                 .map_err(|(k, m)| invalid(key(&format!("limits.{k}")), m))?;
         }
         Ok(())
+    }
+
+    /// Why `next` may not replace this configuration by a reload: a policy marked
+    /// `mandatory` here must stay, enforced and mandatory (changing that takes a
+    /// restart, a deliberate operator action).
+    pub fn reload_refusal(&self, next: &PipelineConfig) -> Option<String> {
+        self.policies.iter().filter(|p| p.mandatory).find_map(|p| {
+            match next.policies.iter().find(|n| n.name == p.name) {
+                None => Some(format!(
+                    "policy {} is mandatory: a reload cannot remove it (restart to change that)",
+                    p.name
+                )),
+                Some(n) if !n.mandatory || n.mode != Mode::Enforce => Some(format!(
+                    "policy {} is mandatory: a reload cannot switch it to monitor or drop                      `mandatory` (restart to change that)",
+                    p.name
+                )),
+                Some(_) => None,
+            }
+        })
     }
 
     /// The resolved path of a file named in the configuration.

@@ -16,7 +16,9 @@
 //!   trust store changed). A policy new to the configuration whose candidate fails is
 //!   not activated (it is listed as failed).
 //!
-//! A configuration or trust store that cannot be read keeps the whole active set.
+//! A configuration or trust store that cannot be read keeps the whole active set, and
+//! so does a configuration that would remove a `mandatory` policy, switch it to
+//! monitor or drop the flag.
 //! Every rejection is logged, counted and raised as an alert (an `error` event with
 //! `alert = true`). A request evaluates against the one snapshot it loaded, start to
 //! end, and its decision records that snapshot's generation.
@@ -207,6 +209,10 @@ impl PolicyHost {
         };
         let prepared = PipelineConfig::load(&self.config_path)
             .map_err(|e| e.to_string())
+            .and_then(|config| match current.config.reload_refusal(&config) {
+                Some(refusal) => Err(refusal),
+                None => Ok(config),
+            })
             .and_then(|config| {
                 let trust = trust_fingerprint(&config).map_err(|e| e.to_string())?;
                 let verifier = verifier_for(&config).map_err(|e| e.to_string())?;

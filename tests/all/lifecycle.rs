@@ -469,3 +469,50 @@ async fn under_continuous_reloads_no_evaluation_fails_or_sees_a_mixed_set() {
         reload_micros[reload_micros.len() * 99 / 100]
     );
 }
+
+#[tokio::test]
+async fn a_reload_cannot_weaken_a_mandatory_policy() {
+    let site = Site::new(&["alpha"], 66);
+    let original = std::fs::read_to_string(site.config()).unwrap();
+    let mandatory = original.replace(
+        "stages = [\"input\"]",
+        "stages = [\"input\"]\nmandatory = true",
+    );
+    std::fs::write(site.config(), &mandatory).unwrap();
+    let host = PolicyHost::start(&engine(), &site.config()).await.unwrap();
+    for (what, text) in [
+        (
+            "monitor",
+            mandatory.replace("mandatory = true", "mandatory = false\nmode = \"monitor\""),
+        ),
+        ("dropped flag", original.clone()),
+        (
+            "removed",
+            original[..original.find("[[policies]]").unwrap()].to_string(),
+        ),
+    ] {
+        std::fs::write(site.config(), &text).unwrap();
+        let report = host.reload().await;
+        assert!(
+            !report.swapped && report.rejected[0].contains("policy alpha is mandatory"),
+            "{what}: {report:?}"
+        );
+        assert_eq!(host.snapshot().entries().len(), 1, "{what}");
+        assert_eq!(
+            host.snapshot().entries()[0].mode,
+            portcullis::config::Mode::Enforce
+        );
+    }
+    // Mandatory and monitor together is a configuration error in the first place.
+    std::fs::write(
+        site.config(),
+        mandatory.replace("mandatory = true", "mandatory = true\nmode = \"monitor\""),
+    )
+    .unwrap();
+    let err = portcullis::config::PipelineConfig::load(&site.config()).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("mandatory policy must be enforced"),
+        "{err}"
+    );
+}
