@@ -11,9 +11,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use portcullis::bindings::{
-    self, ChatRequest, Message, RequestContext, Role, ToolCall, ToolDefinition,
-};
+use portcullis::bindings::{self, RequestContext, ToolCall, ToolDefinition};
 use portcullis::config::PipelineConfig;
 use portcullis::engine::Limits;
 use portcullis::pipeline::Pipeline;
@@ -79,19 +77,6 @@ fn context() -> RequestContext {
         client_id: "bench".into(),
         model: "m".into(),
         metadata: Vec::new(),
-    }
-}
-
-fn request(text: &str) -> ChatRequest {
-    ChatRequest {
-        context: context(),
-        messages: vec![Message {
-            role: Role::User,
-            content: text.into(),
-            name: None,
-            tool_call_id: None,
-        }],
-        tools: Vec::new(),
     }
 }
 
@@ -194,7 +179,7 @@ async fn main() {
     println!("|---|---|---|---|---|---|");
 
     let trivial = support::load("portcullis_test_hostile", r#"{"mode":"allow"}"#, limits);
-    let tiny = request("hi");
+    let tiny = support::user_request("hi");
     row(
         "trivial policy (allow), 2-byte prompt",
         &time_async(async || {
@@ -225,7 +210,7 @@ async fn main() {
     }
     for size in [1024, 4096, 16384] {
         let text = prompt(size);
-        let req = request(&text);
+        let req = support::user_request(&text);
         let native_req = sdk_request(&text);
         let kb = size / 1024;
         let wasm = time_async(async || {
@@ -336,7 +321,7 @@ async fn main() {
         .await
         .expect("pipeline loads");
     let text = prompt(4096);
-    let req = request(&text);
+    let req = support::user_request(&text);
     let native_req = sdk_request(&text);
     portcullis_sdk::native::set_config("{}");
     let wasm = time_async(async || {
@@ -432,7 +417,7 @@ async fn reload_latency() {
             .expect("host starts"),
     );
     let _watch = portcullis::watch::watch(host.clone()).expect("watch");
-    let tiny = request("hi");
+    let tiny = support::user_request("hi");
 
     // Evaluations with no reloads, as the baseline for the same run.
     let idle = time_async(async || {

@@ -41,7 +41,9 @@ async fn compiled_components_are_cached_on_disk_and_reused() {
     let policy = engine
         .load("h", &wasm, r#"{"mode":"deny"}"#.into(), Limits::default())
         .unwrap();
-    let run = policy.check_request(&crate::hostile::request("x")).await;
+    let run = policy
+        .check_request(&crate::support::user_request("x"))
+        .await;
     assert!(matches!(
         run.result,
         Ok(portcullis::bindings::Verdict::Deny(_))

@@ -4,7 +4,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{example_config_text, root};
+use crate::support::{dev_sign, example_config_text, root};
 
 fn portcullis() -> Command {
     Command::new(env!("CARGO_BIN_EXE_portcullis"))
@@ -221,17 +221,9 @@ fn dev_sign_signs_the_configured_policies_and_never_touches_an_operators_store()
         "[trust]\nstore = \"dev/trust.toml\"\n[[policies]]\nname = \"pii\"\npath = \"pii.wasm\"\nstages = [\"input\"]\n",
     )
     .unwrap();
-    let dev_sign = || {
-        portcullis()
-            .arg("dev-sign")
-            .arg("--config")
-            .arg(&config)
-            .arg("--manifests")
-            .arg(root().join("policies"))
-            .output()
-            .unwrap()
-    };
-    let out = dev_sign();
+    let manifests = root().join("policies");
+    let run = || dev_sign(&config, &manifests);
+    let out = run();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -264,7 +256,7 @@ fn dev_sign_signs_the_configured_policies_and_never_touches_an_operators_store()
     assert!(line["policies"][0].get("unsigned").is_none(), "{line}");
 
     // A second run reuses the key.
-    let out = dev_sign();
+    let out = run();
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("generated"));
 
@@ -272,14 +264,14 @@ fn dev_sign_signs_the_configured_policies_and_never_touches_an_operators_store()
     let mut bytes = std::fs::read(&wasm).unwrap();
     bytes.extend_from_slice(&[0, 3, 1, b'x', 1]);
     std::fs::write(&wasm, bytes).unwrap();
-    let out = dev_sign();
+    let out = run();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("bump `sequence`"), "{stderr}");
 
     // An operator's trust store is never overwritten.
     std::fs::write(dir.path().join("dev/trust.toml"), "threshold = 1\n").unwrap();
-    let out = dev_sign();
+    let out = run();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("refusing to overwrite"), "{stderr}");
@@ -315,22 +307,15 @@ fn check_watch_picks_up_a_re_signed_policy_and_status_shows_the_versions() {
          [[policies]]\nname = \"alpha\"\npath = \"alpha.wasm\"\nstages = [\"input\"]\nconfig = { mode = \"allow\" }\n",
     )
     .unwrap();
-    let dev_sign = || {
-        let out = portcullis()
-            .arg("dev-sign")
-            .arg("--config")
-            .arg(&config)
-            .arg("--manifests")
-            .arg(dir.path())
-            .output()
-            .unwrap();
+    let sign_release = || {
+        let out = dev_sign(&config, dir.path());
         assert!(
             out.status.success(),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    dev_sign();
+    sign_release();
 
     let mut child = portcullis()
         .args(["check", "--watch", "--config"])
@@ -359,7 +344,7 @@ fn check_watch_picks_up_a_re_signed_policy_and_status_shows_the_versions() {
     bytes.extend_from_slice(&[0, 3, 1, b'x', 2]);
     std::fs::write(&wasm, bytes).unwrap();
     manifest(2);
-    dev_sign();
+    sign_release();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let reloaded = loop {
         let answer = ask();

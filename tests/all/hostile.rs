@@ -1,30 +1,11 @@
 //! Hostile policies: each misbehaviour ends in the right outcome, within its limits,
 //! and the host keeps serving other evaluations meanwhile.
 
-use portcullis::bindings::{ChatRequest, Message, RequestContext, Role};
 use portcullis::config::{PipelineConfig, Stage};
 use portcullis::engine::{Limits, Outcome};
 use portcullis::pipeline::{Action, Pipeline};
 
-use crate::support::{load, unsigned_guest_config};
-
-pub fn request(text: &str) -> ChatRequest {
-    ChatRequest {
-        context: RequestContext {
-            request_id: "r1".into(),
-            client_id: "c1".into(),
-            model: "m".into(),
-            metadata: Vec::new(),
-        },
-        messages: vec![Message {
-            role: Role::User,
-            content: text.into(),
-            name: None,
-            tool_call_id: None,
-        }],
-        tools: Vec::new(),
-    }
-}
+use crate::support::{load, unsigned_guest_config, user_request};
 
 async fn outcome_of(mode: &str, limits: Limits) -> (Outcome, u64, u32) {
     let policy = load(
@@ -32,7 +13,7 @@ async fn outcome_of(mode: &str, limits: Limits) -> (Outcome, u64, u32) {
         &format!(r#"{{"mode":"{mode}"}}"#),
         limits,
     );
-    let run = policy.check_request(&request("hello")).await;
+    let run = policy.check_request(&user_request("hello")).await;
     (run.outcome(), run.fuel_used, run.logs_dropped)
 }
 
@@ -135,7 +116,7 @@ async fn policies_get_no_files_environment_clock_or_network() {
         r#"{"mode":"probe"}"#,
         Limits::default(),
     );
-    let run = policy.check_request(&request("x")).await;
+    let run = policy.check_request(&user_request("x")).await;
     let Ok(portcullis::bindings::Verdict::Allow(findings)) = run.result else {
         panic!("probe failed: {:?}", run.outcome())
     };
@@ -181,12 +162,13 @@ async fn host_keeps_serving_while_a_policy_spins() {
         r#"{"mode":"deny"}"#,
         Limits::default(),
     ));
-    let spin = tokio::spawn(async move { spinner.check_request(&request("x")).await.outcome() });
+    let spin =
+        tokio::spawn(async move { spinner.check_request(&user_request("x")).await.outcome() });
     let mut handles = Vec::new();
     for _ in 0..50 {
         let good = good.clone();
         handles.push(tokio::spawn(async move {
-            good.check_request(&request("x")).await.outcome()
+            good.check_request(&user_request("x")).await.outcome()
         }));
     }
     for h in handles {
@@ -215,7 +197,7 @@ async fn allow_passes_and_stage_mismatch_is_refused_at_load() {
         "#,
     );
     let pipeline = Pipeline::load(&config).await.unwrap();
-    let allowed = pipeline.check_request(&request("hi"), None).await;
+    let allowed = pipeline.check_request(&user_request("hi"), None).await;
     assert_eq!(allowed.verdict, Action::Allow);
 
     let config = pipeline_config(
@@ -269,7 +251,7 @@ async fn invalid_answers_and_failures_apply_on_error() {
 
     // An invalid answer (a redaction outside the text) is only caught when applied.
     let pipeline = Pipeline::load(&make("bad-span", "deny")).await.unwrap();
-    let d = pipeline.check_request(&request("hello"), None).await;
+    let d = pipeline.check_request(&user_request("hello"), None).await;
     assert_eq!(d.verdict, Action::Deny);
     let run = d.runs.iter().find(|r| r.policy == "h").unwrap();
     assert_eq!(
@@ -285,7 +267,7 @@ async fn invalid_answers_and_failures_apply_on_error() {
 
     let pipeline = Pipeline::load(&make("bad-span", "allow")).await.unwrap();
     let d = pipeline
-        .check_request(&request("hello"), Some(Stage::Input))
+        .check_request(&user_request("hello"), Some(Stage::Input))
         .await;
     assert_eq!(d.verdict, Action::Allow, "on_error = allow fails open");
     assert!(

@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use portcullis::artifact::bundle;
 use portcullis::artifact::manifest::{Kind, Predicate};
-use portcullis::bindings::{ChatRequest, Message, RequestContext, Role};
 use portcullis::engine::Outcome;
 use portcullis::lifecycle::{PolicyHost, State};
 use portcullis::pipeline::Action;
 use serde_json::json;
 
 use crate::signing::{bundle_bytes, key, key_entry, predicate};
-use crate::support::{engine, guest};
+use crate::support::{engine, guest, user_request};
 
 const HOSTILE: &str = "portcullis_test_hostile";
 
@@ -123,24 +122,6 @@ fn digest(wasm: &[u8]) -> String {
         "sha256:{}",
         portcullis::artifact::statement::sha256_hex(wasm)
     )
-}
-
-fn request(text: &str) -> ChatRequest {
-    ChatRequest {
-        context: RequestContext {
-            request_id: "r".into(),
-            client_id: "c".into(),
-            model: "m".into(),
-            metadata: Vec::new(),
-        },
-        messages: vec![Message {
-            role: Role::User,
-            content: text.into(),
-            name: None,
-            tool_call_id: None,
-        }],
-        tools: Vec::new(),
-    }
 }
 
 fn active_digest(host: &PolicyHost, name: &str) -> String {
@@ -259,7 +240,10 @@ async fn candidates_are_verified_and_self_tested_and_failures_keep_the_last_good
 async fn a_trust_store_change_reverifies_and_a_revoked_policy_fails_closed() {
     let site = Site::new(&["alpha"], 62);
     let host = PolicyHost::start(&engine(), &site.config()).await.unwrap();
-    let allowed = host.snapshot().check_request(&request("hello"), None).await;
+    let allowed = host
+        .snapshot()
+        .check_request(&user_request("hello"), None)
+        .await;
     assert_eq!(allowed.verdict, Action::Allow);
 
     // Revoking the key deactivates the active policy: its stage applies on_error
@@ -287,7 +271,10 @@ async fn a_trust_store_change_reverifies_and_a_revoked_policy_fails_closed() {
     let report = host.reload().await;
     assert!(report.swapped, "{report:?}");
     assert_eq!(report.deactivated, vec!["alpha"]);
-    let decision = host.snapshot().check_request(&request("hello"), None).await;
+    let decision = host
+        .snapshot()
+        .check_request(&user_request("hello"), None)
+        .await;
     assert_eq!(decision.verdict, Action::Deny);
     match &decision.runs[0].outcome {
         Outcome::Error(reason) => assert!(
@@ -303,7 +290,10 @@ async fn a_trust_store_change_reverifies_and_a_revoked_policy_fails_closed() {
     site.write_trust("");
     let report = host.reload().await;
     assert!(report.swapped, "{report:?}");
-    let decision = host.snapshot().check_request(&request("hello"), None).await;
+    let decision = host
+        .snapshot()
+        .check_request(&user_request("hello"), None)
+        .await;
     assert_eq!(decision.verdict, Action::Allow);
     assert_eq!(host.status().policies[0].state, State::Active);
 }
@@ -376,7 +366,10 @@ async fn under_continuous_reloads_no_evaluation_fails_or_sees_a_mixed_set() {
             tokio::spawn(async move {
                 let mut seen = Vec::new();
                 while !done.load(Ordering::Relaxed) {
-                    let decision = host.snapshot().check_request(&request("hello"), None).await;
+                    let decision = host
+                        .snapshot()
+                        .check_request(&user_request("hello"), None)
+                        .await;
                     for run in &decision.runs {
                         assert_eq!(run.outcome, Outcome::Ok, "{run:?}");
                     }

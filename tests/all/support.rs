@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use portcullis::bindings::{ChatRequest, Message, RequestContext, Role};
 use portcullis::engine::{Engine, EngineOptions, Limits};
 use portcullis::policy::Policy;
 
@@ -73,6 +74,38 @@ pub fn load(name: &str, config: &str, limits: Limits) -> Policy {
         .expect("policy loads")
 }
 
+/// Run the real `portcullis dev-sign` for `config`, with one `<name>/policy.toml`
+/// signing manifest per policy under `manifests`.
+pub fn dev_sign(config: &Path, manifests: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("dev-sign")
+        .arg("--config")
+        .arg(config)
+        .arg("--manifests")
+        .arg(manifests)
+        .output()
+        .expect("portcullis runs")
+}
+
+/// A request with one user message and no tools.
+pub fn user_request(text: &str) -> ChatRequest {
+    ChatRequest {
+        context: RequestContext {
+            request_id: "r1".into(),
+            client_id: "c1".into(),
+            model: "m".into(),
+            metadata: Vec::new(),
+        },
+        messages: vec![Message {
+            role: Role::User,
+            content: text.into(),
+            name: None,
+            tool_call_id: None,
+        }],
+        tools: Vec::new(),
+    }
+}
+
 /// `examples/portcullis.toml` as the README's main job runs it, in a directory of
 /// its own: the built example policies copied there and signed by `portcullis
 /// dev-sign` (the real command) with their manifests, the development trust store
@@ -107,14 +140,7 @@ pub fn example_config_text() -> String {
                 );
             let config = dir.join("portcullis.toml");
             std::fs::write(&config, &text).expect("write config");
-            let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-                .arg("dev-sign")
-                .arg("--config")
-                .arg(&config)
-                .arg("--manifests")
-                .arg(root().join("policies"))
-                .output()
-                .expect("portcullis runs");
+            let out = dev_sign(&config, &root().join("policies"));
             assert!(
                 out.status.success(),
                 "dev-sign failed: {}",
