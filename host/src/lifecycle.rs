@@ -159,7 +159,7 @@ impl PolicyHost {
     /// is no last good set yet) and make it the active set, generation 1.
     pub async fn start(engine: &Arc<Engine>, config_path: &Path) -> Result<PolicyHost, LoadError> {
         let config = PipelineConfig::load(config_path).map_err(LoadError::Config)?;
-        let trust = trust_fingerprint(&config)?;
+        let (_, trust) = trust_for(&config)?;
         let pipeline = Pipeline::load_with(engine, &config).await?;
         let host = PolicyHost {
             engine: engine.clone(),
@@ -214,8 +214,7 @@ impl PolicyHost {
                 None => Ok(config),
             })
             .and_then(|config| {
-                let trust = trust_fingerprint(&config).map_err(|e| e.to_string())?;
-                let verifier = verifier_for(&config).map_err(|e| e.to_string())?;
+                let (verifier, trust) = trust_for(&config).map_err(|e| e.to_string())?;
                 Ok((config, trust, verifier))
             });
         let (config, trust, verifier) = match prepared {
@@ -290,7 +289,7 @@ impl PolicyHost {
             let Some(old) = old else { continue };
             let kept = match (&verifier, trust_changed || old.deactivated.is_some()) {
                 (Some(verifier), true) => {
-                    match loader::verify(&self.engine, verifier, &p.name, &old.path, &old.source) {
+                    match loader::verify(&self.engine, verifier, &p.name, &old.source) {
                         Ok(_) if old.deactivated.is_some() => {
                             changed = true;
                             Arc::new(old.with_deactivation(None))
@@ -501,24 +500,14 @@ fn now() -> String {
     format_utc(t.replace_nanosecond(0).unwrap_or(t))
 }
 
-/// A verifier for `config`'s trust store (`None` with `allow_unsigned`).
-fn verifier_for(config: &PipelineConfig) -> Result<Option<Verifier>, LoadError> {
-    Ok(match config.trust_paths() {
-        Some((store, state)) => Some(Verifier::new(TrustStore::load(&store)?).with_state(state)),
-        None => None,
-    })
-}
-
-/// SHA-256 of the trust store file, to notice changes (`None` when unsigned).
-fn trust_fingerprint(config: &PipelineConfig) -> Result<Option<String>, LoadError> {
-    let Some((store, _)) = config.trust_paths() else {
-        return Ok(None);
+/// A verifier for `config`'s trust store and the SHA-256 of the store file (to notice
+/// changes), from one read; both `None` with `allow_unsigned`.
+fn trust_for(config: &PipelineConfig) -> Result<(Option<Verifier>, Option<String>), LoadError> {
+    let Some((store, state)) = config.trust_paths() else {
+        return Ok((None, None));
     };
-    let bytes = std::fs::read(&store).map_err(|e| {
-        LoadError::Trust(crate::toml_file::FileError::Read {
-            path: store.clone(),
-            source: e,
-        })
-    })?;
-    Ok(Some(crate::artifact::statement::sha256_hex(&bytes)))
+    let text = crate::toml_file::read(&store)?;
+    let fingerprint = crate::artifact::statement::sha256_hex(text.as_bytes());
+    let verifier = Verifier::new(TrustStore::parse(&text, &store)?).with_state(state);
+    Ok((Some(verifier), Some(fingerprint)))
 }

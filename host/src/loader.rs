@@ -21,8 +21,8 @@ use crate::policy::Policy;
 pub struct Candidate {
     /// The component bytes.
     pub wasm: Vec<u8>,
-    /// The sidecar bundle bytes (`None` when there is no readable bundle).
-    pub bundle: Option<Vec<u8>>,
+    /// The sidecar bundle bytes, or why they cannot be read.
+    pub bundle: Result<Vec<u8>, String>,
     /// SHA-256 over everything that decides what the entry does: component, bundle,
     /// the policy's configuration, the global limits and the fixtures file. Equal
     /// fingerprints mean an unchanged policy.
@@ -38,7 +38,7 @@ impl Candidate {
             path: path.clone(),
             source,
         })?;
-        let bundle = bundle::read_capped(&bundle::sidecar_path(&path)).ok();
+        let bundle = bundle::read_capped(&bundle::sidecar_path(&path)).map_err(|e| e.to_string());
         let fixtures = p
             .fixtures
             .as_ref()
@@ -88,7 +88,7 @@ pub async fn load_entry(
             reason: format!("limits.{key}: {message}"),
         })?;
     let verified = match verifier {
-        Some(verifier) => Some(verify(engine, verifier, &p.name, &path, &candidate)?),
+        Some(verifier) => Some(verify(engine, verifier, &p.name, &candidate)?),
         None => {
             tracing::warn!(
                 policy = %p.name,
@@ -154,24 +154,13 @@ pub fn verify(
     engine: &Arc<Engine>,
     verifier: &Verifier,
     name: &str,
-    path: &Path,
     candidate: &Candidate,
 ) -> Result<Verified, LoadError> {
     let refuse = |reason: String| LoadError::Verification {
         policy: name.to_string(),
         reason,
     };
-    let bundle = match &candidate.bundle {
-        Some(bundle) => bundle,
-        None => {
-            let sidecar = bundle::sidecar_path(path);
-            let reason = bundle::read_capped(&sidecar).err().map_or_else(
-                || "the signature bundle changed while reading".into(),
-                |e| e.to_string(),
-            );
-            return Err(refuse(reason));
-        }
-    };
+    let bundle = candidate.bundle.as_ref().map_err(|e| refuse(e.clone()))?;
     let wasm = &candidate.wasm;
     let verified = verifier
         .check_named(name, wasm, bundle, || exports_via_engine(engine, wasm))
