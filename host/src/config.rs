@@ -135,13 +135,16 @@ pub struct TrustSection {
     pub allow_unsigned: bool,
 }
 
-/// `[lifecycle]`: hot reload and status.
+/// `[lifecycle]`: hot reload, status, rollback.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LifecycleSection {
-    /// Where the host writes its status (JSON) after every reload, for `portcullis
-    /// status`; not written when absent.
-    pub status_file: Option<PathBuf>,
+    /// The host's lifecycle directory: its status (`status.json`, for `portcullis
+    /// status`), the archive of activated releases and the operator's pins (for
+    /// `portcullis rollback`) and the lifecycle event journal (`events.jsonl`). Keep it
+    /// writable by the operator only. Without it there is no status file and no
+    /// rollback.
+    pub dir: Option<PathBuf>,
     /// Quiet time after the last file event before a reload starts, milliseconds
     /// (editors and copies write in several steps).
     pub debounce_ms: u64,
@@ -150,7 +153,7 @@ pub struct LifecycleSection {
 impl Default for LifecycleSection {
     fn default() -> Self {
         LifecycleSection {
-            status_file: None,
+            dir: None,
             debounce_ms: 200,
         }
     }
@@ -201,6 +204,61 @@ pub struct PolicyConfig {
     /// Tighter limits for this policy.
     #[serde(default)]
     pub limits: LimitsSection,
+    /// A candidate version rolled out next to this one (shadow or canary).
+    #[serde(default)]
+    pub candidate: Option<CandidateConfig>,
+}
+
+/// How a candidate version is rolled out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rollout {
+    /// Runs next to the active version on every evaluation; its verdict is recorded
+    /// and compared, never applied.
+    Shadow,
+    /// Replaces the active version for `percent` of clients (or requests).
+    Canary,
+}
+
+/// What a canary's traffic split hashes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CanaryKey {
+    /// The client id: a client sees one version consistently.
+    #[default]
+    Client,
+    /// The request id.
+    Request,
+}
+
+/// `[policies.candidate]`: a candidate version of the policy (a new component, new
+/// configuration, or both), verified and self-tested like any other.
+///
+/// ```toml
+/// [policies.candidate]
+/// path = "policies/pii-next.wasm"   # default: the policy's own component
+/// config = { action = "deny" }      # default: the policy's own configuration
+/// rollout = "canary"                # or "shadow"
+/// percent = 10                      # canary only: share of clients, 0..=100
+/// key = "client"                    # canary only: "client" (default) or "request"
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CandidateConfig {
+    /// The candidate component (default: the policy's own).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// The candidate's configuration (default: the policy's own).
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+    /// Shadow or canary.
+    pub rollout: Rollout,
+    /// Canary: the share of traffic, in percent.
+    #[serde(default)]
+    pub percent: Option<u8>,
+    /// Canary: what the split hashes.
+    #[serde(default)]
+    pub key: Option<CanaryKey>,
 }
 
 impl PipelineConfig {
@@ -257,8 +315,17 @@ impl PipelineConfig {
         let mut seen = std::collections::HashSet::new();
         for (i, p) in self.policies.iter().enumerate() {
             let key = |field: &str| format!("policies[{i}].{field}");
-            if p.name.trim().is_empty() {
-                return Err(invalid(key("name"), "must not be empty".into()));
+            let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+            if !p.name.chars().all(safe) || !p.name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "{:?}: use letters, digits, '.', '_' and '-', starting with a letter or \
+                         digit (names become file and metric names)",
+                        p.name
+                    ),
+                ));
             }
             if !seen.insert(p.name.as_str()) {
                 return Err(invalid(
@@ -280,6 +347,10 @@ impl PipelineConfig {
             }
             self.limits_for(p)
                 .map_err(|(k, m)| invalid(key(&format!("limits.{k}")), m))?;
+            if let Some(c) = &p.candidate {
+                c.validate()
+                    .map_err(|(k, m)| invalid(key(&format!("candidate.{k}")), m))?;
+            }
         }
         Ok(())
     }
@@ -322,9 +393,9 @@ impl PipelineConfig {
         Some((store, state))
     }
 
-    /// The resolved status file, if configured.
-    pub fn status_path(&self) -> Option<PathBuf> {
-        self.lifecycle.status_file.as_ref().map(|f| self.resolve(f))
+    /// The resolved lifecycle directory, if configured.
+    pub fn lifecycle_dir(&self) -> Option<PathBuf> {
+        self.lifecycle.dir.as_ref().map(|d| self.resolve(d))
     }
 
     /// Engine options from `[engine]` and the memory ceiling.
@@ -411,7 +482,46 @@ fn check_positive(l: &Limits) -> Result<(), (String, String)> {
     Ok(())
 }
 
+impl CandidateConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
+        if self.path.is_none() && self.config.is_none() {
+            return err(
+                "path",
+                "a candidate needs its own `path` (component), `config`, or both",
+            );
+        }
+        match self.rollout {
+            Rollout::Shadow if self.percent.is_some() || self.key.is_some() => err(
+                "percent",
+                "`percent` and `key` are for canaries; a shadow sees all traffic",
+            ),
+            Rollout::Canary if self.percent.is_none_or(|p| p > 100) => {
+                err("percent", "a canary needs `percent` between 0 and 100")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl PolicyConfig {
+    /// The policy as its candidate runs it: the candidate's component and
+    /// configuration where given, in monitor mode for a shadow; no candidate of its
+    /// own. `None` without a candidate.
+    pub fn candidate_policy(&self) -> Option<PolicyConfig> {
+        let c = self.candidate.as_ref()?;
+        Some(PolicyConfig {
+            path: c.path.clone().unwrap_or_else(|| self.path.clone()),
+            config: c.config.clone().or_else(|| self.config.clone()),
+            mode: match c.rollout {
+                Rollout::Shadow => Mode::Monitor,
+                Rollout::Canary => self.mode,
+            },
+            candidate: None,
+            ..self.clone()
+        })
+    }
+
     /// The policy's configuration as JSON text (`{}` when absent).
     pub fn config_json(&self) -> String {
         match &self.config {

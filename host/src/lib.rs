@@ -10,6 +10,8 @@
 //! * [`matchers`]: host-compiled regular expressions policies may use;
 //! * [`config`]: the pipeline configuration file;
 //! * [`lifecycle`]: the active policy set, hot reload and status;
+//! * [`releases`]: the lifecycle directory (archived releases, rollback pins, journal);
+//! * [`rollout`]: shadow and canary candidates next to a policy's active version;
 //! * [`watch`]: reloading when the policy files change;
 //! * [`loader`]: verifying, compiling and self-testing a configured policy;
 //! * [`pipeline`]: stages, verdict combination and decisions;
@@ -28,5 +30,7 @@ pub mod matchers;
 pub mod openai;
 pub mod pipeline;
 pub mod policy;
+pub mod releases;
+pub mod rollout;
 pub mod toml_file;
 pub mod watch;

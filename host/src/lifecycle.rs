@@ -23,23 +23,29 @@
 //! `alert = true`). A request evaluates against the one snapshot it loaded, start to
 //! end, and its decision records that snapshot's generation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::artifact::manifest::format_utc;
 use crate::artifact::trust::{TrustStore, Verified, Verifier};
-use crate::config::PipelineConfig;
+use crate::config::{CanaryKey, PipelineConfig, PolicyConfig};
 use crate::engine::Engine;
-use crate::loader::{self, Candidate};
+use crate::loader::{self, Admission, Candidate};
 use crate::pipeline::{Entry, LoadError, Pipeline};
+use crate::releases::Releases;
+use crate::rollout::{Role, ShadowCounts};
 
 /// Versions kept in the status history per policy, besides the active one.
 const HISTORY: usize = 8;
+
+/// Superseded versions whose compiled code stays in memory (for a quick rollback).
+const RETAINED: usize = 4;
 
 /// A policy version's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,6 +78,12 @@ pub struct VersionStatus {
     pub state: State,
     /// When it entered this state (RFC 3339 UTC).
     pub since: String,
+    /// For a candidate: `shadow` or `canary N% by client|request`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// An archived release pinned by `portcullis rollback`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
     /// Why it failed or was deactivated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -108,10 +120,36 @@ pub struct Status {
     pub at: String,
     /// Every policy's versions: active first, then the most recent others.
     pub policies: Vec<VersionStatus>,
+    /// Candidates being rolled out.
+    pub rollouts: Vec<RolloutStatus>,
     /// Lifecycle counters.
     pub counters: CounterValues,
     /// The last reload's rejections (empty when it succeeded in full).
     pub last_errors: Vec<String>,
+}
+
+/// A candidate being rolled out next to a policy's active version.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutStatus {
+    /// Policy name.
+    pub policy: String,
+    /// `shadow` or `canary`.
+    pub rollout: &'static str,
+    /// Canary share, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+    /// Canary split key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<CanaryKey>,
+    /// The active version's digest.
+    pub active: String,
+    /// The candidate's digest.
+    pub candidate: String,
+    /// The candidate's signed version.
+    pub candidate_version: Option<String>,
+    /// Shadow comparison counters since the candidate started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowCounts>,
 }
 
 /// What one reload did.
@@ -137,6 +175,9 @@ pub struct PolicyHost {
     reloading: tokio::sync::Mutex<()>,
     history: Mutex<History>,
     counters: Counters,
+    /// Digests of recently superseded versions whose compiled code stays in memory, so
+    /// a rollback to one of them does not wait for a compilation.
+    retained: Mutex<VecDeque<String>>,
 }
 
 /// The active set and what it was built from.
@@ -147,38 +188,60 @@ struct Active {
     trust: Option<String>,
 }
 
+/// History rows are kept per policy and slot: the active version, or a candidate.
+type Slot = (String, bool);
+
 #[derive(Default)]
 struct History {
-    /// Per policy name, newest first; at most one `Active` or `Revoked` per name.
-    versions: BTreeMap<String, Vec<VersionStatus>>,
+    /// Per policy and slot, newest first; at most one `Active` or `Revoked` each.
+    versions: BTreeMap<Slot, Vec<VersionStatus>>,
     last_errors: Vec<String>,
+}
+
+/// Which version of a policy a load is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part<'a> {
+    /// The configured component, as the active version.
+    Active,
+    /// An archived release the operator pinned, as the active version.
+    Pinned(&'a str),
+    /// The rollout candidate.
+    Candidate,
+}
+
+/// One reload in progress.
+struct Round<'a> {
+    config: &'a PipelineConfig,
+    verifier: Option<&'a Verifier>,
+    trust_changed: bool,
+    /// Fail on the first rejection (start-up) instead of keeping the last good.
+    strict: bool,
+    to_record: Vec<Verified>,
+    rejected_digests: Vec<String>,
+    journal: Vec<(&'static str, Value)>,
+    report: ReloadReport,
 }
 
 impl PolicyHost {
     /// Load the configuration at `config_path` strictly (any failure is an error: there
-    /// is no last good set yet) and make it the active set, generation 1.
+    /// is no last good set yet) and make it the active set, generation 1. Pins in the
+    /// lifecycle directory apply, so a rollback survives a restart.
     pub async fn start(engine: &Arc<Engine>, config_path: &Path) -> Result<PolicyHost, LoadError> {
         let config = PipelineConfig::load(config_path).map_err(LoadError::Config)?;
-        let (_, trust) = trust_for(&config)?;
-        let pipeline = Pipeline::load_with(engine, &config).await?;
         let host = PolicyHost {
             engine: engine.clone(),
             config_path: config_path.to_path_buf(),
             active: ArcSwap::from_pointee(Active {
-                pipeline: Arc::new(pipeline),
-                config,
-                trust,
+                pipeline: Arc::new(Pipeline::from_entries(engine, Vec::new(), 0)),
+                config: config.clone(),
+                trust: None,
             }),
             reloading: tokio::sync::Mutex::new(()),
             history: Mutex::new(History::default()),
             counters: Counters::default(),
+            retained: Mutex::new(VecDeque::new()),
         };
-        {
-            let mut history = host.history.lock().expect("history lock");
-            for entry in host.snapshot().entries() {
-                history.push(status_of(entry, State::Active, None));
-            }
-        }
+        host.apply(config, true).await?;
         Ok(host)
     }
 
@@ -203,35 +266,54 @@ impl PolicyHost {
         let _one_at_a_time = self.reloading.lock().await;
         self.counters.reloads.fetch_add(1, Ordering::Relaxed);
         let current = self.active.load_full();
-        let mut report = ReloadReport {
-            generation: current.pipeline.generation(),
-            ..ReloadReport::default()
-        };
-        let prepared = PipelineConfig::load(&self.config_path)
+        let loaded = PipelineConfig::load(&self.config_path)
             .map_err(|e| e.to_string())
             .and_then(|config| match current.config.reload_refusal(&config) {
                 Some(refusal) => Err(refusal),
                 None => Ok(config),
-            })
-            .and_then(|config| {
-                let (verifier, trust) = trust_for(&config).map_err(|e| e.to_string())?;
-                Ok((config, trust, verifier))
             });
-        let (config, trust, verifier) = match prepared {
-            Ok(p) => p,
-            Err(e) => {
-                let line = format!("configuration rejected, the active set stays: {e}");
-                self.reject(&mut report, line);
-                self.finish(&report);
-                return report;
-            }
+        let applied = match loaded {
+            Ok(config) => self.apply(config, false).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
         };
-        let trust_changed = trust != current.trust;
+        applied.unwrap_or_else(|e| {
+            let mut report = ReloadReport {
+                generation: current.pipeline.generation(),
+                ..ReloadReport::default()
+            };
+            let line = format!("configuration rejected, the active set stays: {e}");
+            self.reject(&mut report, line);
+            self.finish(&report, &current.config);
+            report
+        })
+    }
 
+    /// Build the set `config` describes next to the active one, reusing unchanged
+    /// entries, and swap it in if anything changed. `strict`: any rejection is an
+    /// error and nothing is swapped (start-up); otherwise rejected candidates keep
+    /// their last good version. An unreadable trust store or pins file is an error.
+    async fn apply(&self, config: PipelineConfig, strict: bool) -> Result<ReloadReport, LoadError> {
+        let current = self.active.load_full();
+        let (verifier, trust) = trust_for(&config)?;
+        let releases = config.lifecycle_dir().map(Releases::new);
+        let pins = match &releases {
+            Some(r) => r.pins().map_err(LoadError::Lifecycle)?,
+            None => BTreeMap::new(),
+        };
+        let mut round = Round {
+            config: &config,
+            verifier: verifier.as_ref(),
+            trust_changed: trust != current.trust,
+            strict,
+            to_record: Vec::new(),
+            rejected_digests: Vec::new(),
+            journal: Vec::new(),
+            report: ReloadReport {
+                generation: current.pipeline.generation(),
+                ..ReloadReport::default()
+            },
+        };
         let mut entries = Vec::new();
-        let mut to_record: Vec<Verified> = Vec::new();
-        let mut rejected_digests = Vec::new();
-        let mut changed = config.policies.len() != current.pipeline.entries().len();
         for p in &config.policies {
             let old = current
                 .pipeline
@@ -239,122 +321,118 @@ impl PolicyHost {
                 .iter()
                 .find(|e| e.policy.name() == p.name)
                 .cloned();
-            let candidate = Candidate::read(&config, p);
-            let digest = candidate
-                .as_ref()
-                .map(Candidate::digest)
-                .unwrap_or_default();
-            let unchanged = match (&candidate, &old) {
-                (Ok(c), Some(o)) => c.fingerprint == o.source.fingerprint,
-                _ => false,
+            let own = PolicyConfig {
+                candidate: None,
+                ..p.clone()
             };
-            if !unchanged {
-                let attempt = match candidate {
-                    Ok(c) => {
-                        loader::load_entry(&self.engine, verifier.as_ref(), &config, p, c, true)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
-                match attempt {
-                    Ok((entry, verified)) => {
-                        report.activated.push(p.name.clone());
-                        to_record.extend(verified);
-                        entries.push(Arc::new(entry));
-                        changed = true;
-                        continue;
-                    }
-                    Err(e) => {
-                        rejected_digests.push(digest.clone());
-                        self.history_push(VersionStatus {
-                            name: p.name.clone(),
-                            version: None,
-                            sequence: None,
-                            digest,
-                            signers: Vec::new(),
-                            state: State::Failed,
-                            since: now(),
-                            last_error: Some(e.to_string()),
-                        });
-                        let kept = if old.is_some() {
-                            "the previous version stays active"
-                        } else {
-                            "it is not active"
-                        };
-                        self.reject(&mut report, format!("{e} ({kept})"));
-                    }
-                }
-            }
-            // Keep the active version, re-verified if the trust store changed.
-            let Some(old) = old else { continue };
-            let kept = match (&verifier, trust_changed || old.deactivated.is_some()) {
-                (Some(verifier), true) => {
-                    match loader::verify(&self.engine, verifier, &p.name, &old.source) {
-                        Ok(_) if old.deactivated.is_some() => {
-                            changed = true;
-                            Arc::new(old.with_deactivation(None))
-                        }
-                        Ok(_) => old,
-                        Err(e) if old.deactivated.is_none() => {
-                            changed = true;
-                            self.deactivate(&mut report, &old, &e.to_string());
-                            Arc::new(old.with_deactivation(Some(e.to_string())))
-                        }
-                        Err(_) => old,
-                    }
-                }
-                _ => old,
+            let pinned = pins.get(&p.name).zip(releases.as_ref());
+            let (part, own) = match pinned {
+                Some((pin, r)) => (
+                    Part::Pinned(&pin.digest),
+                    PolicyConfig {
+                        path: r.archived_path(&p.name, &pin.digest),
+                        ..own
+                    },
+                ),
+                None => (Part::Active, own),
             };
-            entries.push(kept);
+            let Some(active) = self.settle(&mut round, &own, old.as_ref(), part).await? else {
+                continue;
+            };
+            let old_candidate = old.as_ref().and_then(|o| o.candidate.as_ref());
+            let candidate = match (p.candidate_policy(), &p.candidate) {
+                (Some(cp), Some(c)) => self
+                    .settle(&mut round, &cp, old_candidate, Part::Candidate)
+                    .await?
+                    .map(|next| {
+                        let previous = old_candidate.filter(|o| Arc::ptr_eq(o, &next));
+                        let role = Role::for_candidate(c, previous.map(|o| &o.role));
+                        match previous {
+                            Some(o) if o.role.same_plan(&role) => next,
+                            _ => Arc::new(Entry {
+                                role,
+                                ..(*next).clone()
+                            }),
+                        }
+                    }),
+                _ => None,
+            };
+            let unchanged = old.as_ref().is_some_and(|o| {
+                Arc::ptr_eq(o, &active) && same_entry(o.candidate.as_ref(), candidate.as_ref())
+            });
+            entries.push(if unchanged {
+                active
+            } else {
+                Arc::new(Entry {
+                    candidate,
+                    ..(*active).clone()
+                })
+            });
         }
-        let order_changed = entries
-            .iter()
-            .zip(current.pipeline.entries())
-            .any(|(a, b)| !Arc::ptr_eq(a, b));
-        if changed || order_changed || trust_changed {
+        let changed = round.trust_changed
+            || entries.len() != current.pipeline.entries().len()
+            || entries
+                .iter()
+                .zip(current.pipeline.entries())
+                .any(|(a, b)| !Arc::ptr_eq(a, b));
+        let mut report = round.report;
+        if !(changed || strict) {
+            // Nothing to swap; settings outside the set (debounce, ...) still apply.
+            self.active.store(Arc::new(Active {
+                pipeline: current.pipeline.clone(),
+                config: config.clone(),
+                trust,
+            }));
+        } else {
             if let Some(verifier) = &verifier {
-                for v in &to_record {
+                for v in &round.to_record {
                     if let Err(e) = verifier.record(v) {
                         tracing::error!(alert = true, policy = %v.statement.predicate.name, "cannot record the anti-rollback mark: {e}");
                     }
                 }
             }
             let generation = current.pipeline.generation() + 1;
-            let removed: Vec<Arc<Entry>> = current
-                .pipeline
-                .entries()
-                .iter()
-                .filter(|o| !entries.iter().any(|n| Arc::ptr_eq(n, o)))
-                .cloned()
-                .collect();
             let pipeline = Pipeline::from_entries(&self.engine, entries, generation);
-            {
-                let mut history = self.history.lock().expect("history lock");
-                for old in &removed {
-                    if !pipeline
-                        .entries()
-                        .iter()
-                        .any(|e| e.policy.name() == old.policy.name())
-                    {
-                        history.supersede(old);
+            let before = versions_of(&current.pipeline);
+            let after = versions_of(&pipeline);
+            for (_, entry) in after.iter().filter(|(_, e)| {
+                !before
+                    .iter()
+                    .any(|(_, b)| Arc::ptr_eq(&b.source, &e.source))
+            }) {
+                round.journal.push(("activated", event_of(entry)));
+                if let (Some(r), Role::Active, false) = (&releases, &entry.role, entry.pinned) {
+                    let bundle = entry.source.bundle.as_deref().ok();
+                    let digest = entry.policy.digest();
+                    if let Err(e) = r.archive(
+                        entry.policy.name(),
+                        digest,
+                        &entry.source.wasm,
+                        bundle,
+                        &[digest],
+                    ) {
+                        tracing::error!(alert = true, policy = %entry.policy.name(), "cannot archive the release (rollback to it will be impossible): {e}");
                     }
                 }
-                for entry in pipeline.entries() {
-                    let state = if entry.deactivated.is_some() {
-                        State::Revoked
-                    } else {
-                        State::Active
-                    };
-                    history.push(status_of(entry, state, entry.deactivated.clone()));
-                }
             }
+            self.history
+                .lock()
+                .expect("history lock")
+                .record_live(&after);
             self.active.store(Arc::new(Active {
                 pipeline: Arc::new(pipeline),
-                config,
+                config: config.clone(),
                 trust,
             }));
-            let gone = removed.iter().map(|o| o.policy.digest().to_string());
-            self.forget_inactive(gone.collect());
+            let gone = before
+                .iter()
+                .filter(|(_, b)| {
+                    !after
+                        .iter()
+                        .any(|(_, a)| a.policy.digest() == b.policy.digest())
+                })
+                .map(|(_, b)| b.policy.digest().to_string());
+            self.retain(gone.collect());
             self.counters.swaps.fetch_add(1, Ordering::Relaxed);
             report.swapped = true;
             report.generation = generation;
@@ -365,28 +443,186 @@ impl PolicyHost {
                 "policy set swapped in"
             );
         }
-        self.forget_inactive(rejected_digests);
-        self.finish(&report);
-        report
+        if let Some(r) = &releases {
+            for (event, fields) in round.journal {
+                r.journal(event, fields);
+            }
+        }
+        self.forget_inactive(round.rejected_digests);
+        self.finish(&report, &config);
+        Ok(report)
+    }
+
+    /// Settle one version of policy `p`: keep `old` when its inputs are unchanged
+    /// (re-verified if the trust store changed, deactivated if it no longer
+    /// verifies), else load the new candidate; a rejected candidate keeps `old`.
+    /// `None`: nothing to run (a new policy whose candidate was rejected).
+    async fn settle(
+        &self,
+        round: &mut Round<'_>,
+        p: &PolicyConfig,
+        old: Option<&Arc<Entry>>,
+        part: Part<'_>,
+    ) -> Result<Option<Arc<Entry>>, LoadError> {
+        let label = match part {
+            Part::Active => p.name.clone(),
+            Part::Pinned(_) => format!("{} (pinned)", p.name),
+            Part::Candidate => format!("{} (candidate)", p.name),
+        };
+        let candidate = Candidate::read(round.config, p).and_then(|c| match part {
+            Part::Pinned(digest) if c.digest() != digest => Err(LoadError::Verification {
+                policy: p.name.clone(),
+                reason: format!(
+                    "the archived release pinned as {digest} has digest {}: the archive was altered",
+                    c.digest()
+                ),
+            }),
+            _ => Ok(c),
+        });
+        let unchanged =
+            matches!((&candidate, old), (Ok(c), Some(o)) if c.fingerprint == o.source.fingerprint);
+        if !unchanged {
+            let digest = candidate
+                .as_ref()
+                .map(Candidate::digest)
+                .unwrap_or_default();
+            let admission = Admission {
+                run_fixtures: true,
+                pinned: matches!(part, Part::Pinned(_)),
+            };
+            let attempt = match candidate {
+                Ok(c) => {
+                    loader::load_entry(&self.engine, round.verifier, round.config, p, c, admission)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok((entry, verified)) => {
+                    if part == Part::Active {
+                        round.to_record.extend(verified);
+                    }
+                    round.report.activated.push(label);
+                    return Ok(Some(Arc::new(entry)));
+                }
+                Err(e) if round.strict => return Err(e),
+                Err(e) => {
+                    round.rejected_digests.push(digest.clone());
+                    round.journal.push((
+                        "rejected",
+                        json!({"policy": p.name, "part": label, "digest": digest, "reason": e.to_string()}),
+                    ));
+                    self.history.lock().expect("history lock").push(
+                        part == Part::Candidate,
+                        VersionStatus {
+                            name: p.name.clone(),
+                            version: None,
+                            sequence: None,
+                            digest,
+                            signers: Vec::new(),
+                            state: State::Failed,
+                            since: now(),
+                            role: None,
+                            pinned: false,
+                            last_error: Some(e.to_string()),
+                        },
+                    );
+                    let kept = if old.is_some() {
+                        "the previous version stays active"
+                    } else {
+                        "it is not active"
+                    };
+                    self.reject(&mut round.report, format!("{e} ({kept})"));
+                }
+            }
+        }
+        // Keep the running version, re-verified if the trust store changed.
+        let Some(old) = old else { return Ok(None) };
+        let (Some(verifier), true) = (
+            round.verifier,
+            round.trust_changed || old.deactivated.is_some(),
+        ) else {
+            return Ok(Some(old.clone()));
+        };
+        Ok(Some(
+            match loader::verify(&self.engine, verifier, &p.name, &old.source, old.pinned) {
+                Ok(_) if old.deactivated.is_some() => {
+                    round.journal.push(("reactivated", event_of(old)));
+                    Arc::new(old.with_deactivation(None))
+                }
+                Err(e) if old.deactivated.is_none() => {
+                    self.counters.deactivated.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        alert = true,
+                        policy = %label,
+                        "policy DEACTIVATED, it no longer verifies: {e}; its stage applies on_error"
+                    );
+                    round.report.deactivated.push(label);
+                    let mut event = event_of(old);
+                    event["reason"] = json!(e.to_string());
+                    round.journal.push(("deactivated", event));
+                    Arc::new(old.with_deactivation(Some(e.to_string())))
+                }
+                _ => old.clone(),
+            },
+        ))
+    }
+
+    /// Keep the compiled code of `superseded` versions for a while (rollback), and
+    /// drop the oldest retained beyond that.
+    fn retain(&self, superseded: Vec<String>) {
+        let mut retained = self.retained.lock().expect("retained lock");
+        retained.extend(superseded);
+        let excess = retained.len().saturating_sub(RETAINED);
+        let dropped: Vec<String> = retained.drain(..excess).collect();
+        drop(retained);
+        self.forget_inactive(dropped);
     }
 
     /// Drop compiled code of `digests` that the active set does not use.
     fn forget_inactive(&self, digests: Vec<String>) {
-        let active = self.snapshot();
+        let active = versions_of(&self.snapshot());
+        let retained = self.retained.lock().expect("retained lock");
         for digest in digests {
-            if !active.entries().iter().any(|e| e.policy.digest() == digest) {
+            let in_use = active.iter().any(|(_, e)| e.policy.digest() == digest)
+                || retained.contains(&digest);
+            if !in_use {
                 self.engine.forget(&digest);
             }
         }
     }
 
-    /// Every policy's versions and the counters.
+    /// Every policy's versions, the rollouts and the counters.
     pub fn status(&self) -> Status {
+        let snapshot = self.snapshot();
+        let rollouts = snapshot
+            .entries()
+            .iter()
+            .filter_map(|e| {
+                let c = e.candidate.as_ref()?;
+                let (percent, key, shadow) = match &c.role {
+                    Role::Canary { percent, key } => (Some(*percent), Some(*key), None),
+                    Role::Shadow(stats) => (None, None, Some(stats.counts())),
+                    Role::Active => return None,
+                };
+                Some(RolloutStatus {
+                    policy: e.policy.name().to_string(),
+                    rollout: c.role.name().unwrap_or_default(),
+                    percent,
+                    key,
+                    active: e.policy.digest().to_string(),
+                    candidate: c.policy.digest().to_string(),
+                    candidate_version: c.version.clone(),
+                    shadow,
+                })
+            })
+            .collect();
         let history = self.history.lock().expect("history lock");
         Status {
-            generation: self.snapshot().generation(),
+            generation: snapshot.generation(),
             at: now(),
             policies: history.versions.values().flatten().cloned().collect(),
+            rollouts,
             counters: CounterValues {
                 reloads: self.counters.reloads.load(Ordering::Relaxed),
                 swaps: self.counters.swaps.load(Ordering::Relaxed),
@@ -397,16 +633,26 @@ impl PolicyHost {
         }
     }
 
-    /// Write [`PolicyHost::status`] as JSON to the configured status file, if any.
+    /// Write [`PolicyHost::status`] as JSON into the lifecycle directory, if any.
     pub fn write_status(&self) {
-        let Some(path) = self.active.load().config.status_path() else {
+        self.write_status_for(&self.active.load().config);
+    }
+
+    fn write_status_for(&self, config: &PipelineConfig) {
+        let Some(dir) = config.lifecycle_dir() else {
             return;
         };
+        let releases = Releases::new(dir);
         let json = serde_json::to_vec_pretty(&self.status()).expect("status serialises");
-        let mut tmp = path.as_os_str().to_os_string();
-        tmp.push(".tmp");
-        if let Err(e) = std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, &path)) {
-            tracing::warn!("cannot write the status file {}: {e}", path.display());
+        let written = std::fs::DirBuilder::new()
+            .recursive(true)
+            .create(releases.dir())
+            .and_then(|()| crate::releases::write_atomically(&releases.status_path(), &json));
+        if let Err(e) = written {
+            tracing::warn!(
+                "cannot write the status file {}: {e}",
+                releases.status_path().display()
+            );
         }
     }
 
@@ -416,32 +662,57 @@ impl PolicyHost {
         report.rejected.push(line);
     }
 
-    fn deactivate(&self, report: &mut ReloadReport, entry: &Entry, reason: &str) {
-        self.counters.deactivated.fetch_add(1, Ordering::Relaxed);
-        tracing::error!(
-            alert = true,
-            policy = %entry.policy.name(),
-            "policy DEACTIVATED, it no longer verifies: {reason}; its stage applies on_error"
-        );
-        report.deactivated.push(entry.policy.name().to_string());
-    }
-
-    fn history_push(&self, status: VersionStatus) {
-        self.history.lock().expect("history lock").push(status);
-    }
-
-    fn finish(&self, report: &ReloadReport) {
+    fn finish(&self, report: &ReloadReport, config: &PipelineConfig) {
         self.history.lock().expect("history lock").last_errors = report.rejected.clone();
-        self.write_status();
+        self.write_status_for(config);
     }
 }
 
+/// Every version in `pipeline`: active versions and candidates, with their slot.
+fn versions_of(pipeline: &Pipeline) -> Vec<(Slot, Arc<Entry>)> {
+    pipeline
+        .entries()
+        .iter()
+        .flat_map(|e| std::iter::once(e).chain(e.candidate.as_ref()))
+        .map(|e| {
+            (
+                (e.policy.name().to_string(), e.role.name().is_some()),
+                e.clone(),
+            )
+        })
+        .collect()
+}
+
+fn same_entry(a: Option<&Arc<Entry>>, b: Option<&Arc<Entry>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
+/// The journal fields describing a version.
+fn event_of(entry: &Entry) -> Value {
+    json!({
+        "policy": entry.policy.name(),
+        "role": entry.role.name().unwrap_or("active"),
+        "pinned": entry.pinned,
+        "version": entry.version,
+        "sequence": entry.sequence,
+        "digest": entry.policy.digest(),
+        "signers": entry.signers,
+    })
+}
+
 impl History {
-    /// Record `status` as the newest for its name. A new active (or revoked) version
+    /// Record `status` as the newest for its slot. A new active (or revoked) version
     /// supersedes the previous one unless it is the same release (digest and sequence),
     /// whose state is then updated in place.
-    fn push(&mut self, status: VersionStatus) {
-        let list = self.versions.entry(status.name.clone()).or_default();
+    fn push(&mut self, candidate: bool, status: VersionStatus) {
+        let list = self
+            .versions
+            .entry((status.name.clone(), candidate))
+            .or_default();
         let live = matches!(status.state, State::Active | State::Revoked);
         if live {
             if let Some(same) = list.iter_mut().find(|v| {
@@ -449,7 +720,10 @@ impl History {
                     && v.sequence == status.sequence
                     && matches!(v.state, State::Active | State::Revoked)
             }) {
-                if same.state != status.state {
+                if same.state != status.state
+                    || same.role != status.role
+                    || same.pinned != status.pinned
+                {
                     *same = status;
                 }
                 return;
@@ -466,17 +740,31 @@ impl History {
         list.truncate(HISTORY + 1);
     }
 
-    /// A policy was removed from the configuration: its live version is superseded.
-    fn supersede(&mut self, entry: &Entry) {
-        if let Some(list) = self.versions.get_mut(entry.policy.name()) {
+    /// A new set is active: record each of its versions, and supersede the live
+    /// version of every slot that is no longer in it (a policy removed from the
+    /// configuration, a candidate promoted or withdrawn).
+    fn record_live(&mut self, live: &[(Slot, Arc<Entry>)]) {
+        for (slot, list) in &mut self.versions {
+            if live.iter().any(|(s, _)| s == slot) {
+                continue;
+            }
             for v in list.iter_mut() {
-                if v.digest == entry.policy.digest()
-                    && matches!(v.state, State::Active | State::Revoked)
-                {
+                if matches!(v.state, State::Active | State::Revoked) {
                     v.state = State::Superseded;
                     v.since = now();
                 }
             }
+        }
+        for ((_, candidate), entry) in live {
+            let state = if entry.deactivated.is_some() {
+                State::Revoked
+            } else {
+                State::Active
+            };
+            self.push(
+                *candidate,
+                status_of(entry, state, entry.deactivated.clone()),
+            );
         }
     }
 }
@@ -490,12 +778,29 @@ fn status_of(entry: &Entry, state: State, last_error: Option<String>) -> Version
         signers: entry.signers.clone(),
         state,
         since: now(),
+        role: role_text(&entry.role),
+        pinned: entry.pinned,
         last_error,
     }
 }
 
+/// `shadow`, `canary 10% by client`; `None` for an active version.
+fn role_text(role: &Role) -> Option<String> {
+    match role {
+        Role::Active => None,
+        Role::Shadow(_) => Some("shadow".into()),
+        Role::Canary { percent, key } => Some(format!(
+            "canary {percent}% by {}",
+            match key {
+                CanaryKey::Client => "client",
+                CanaryKey::Request => "request",
+            }
+        )),
+    }
+}
+
 /// Now, to the second (RFC 3339 UTC).
-fn now() -> String {
+pub fn now() -> String {
     let t = time::OffsetDateTime::now_utc();
     format_utc(t.replace_nanosecond(0).unwrap_or(t))
 }

@@ -16,6 +16,7 @@ use crate::config::{PipelineConfig, PolicyConfig, Stage};
 use crate::engine::{Engine, EngineError, Limits, Outcome};
 use crate::pipeline::{Entry, LoadError};
 use crate::policy::Policy;
+use crate::rollout;
 
 /// A configured policy's inputs as they are on disk now.
 pub struct Candidate {
@@ -43,11 +44,16 @@ impl Candidate {
             .fixtures
             .as_ref()
             .and_then(|f| std::fs::read(config.resolve(f)).ok());
+        // The candidate section is a slot of its own: it does not change this one.
+        let own = PolicyConfig {
+            candidate: None,
+            ..p.clone()
+        };
         let mut hash = Sha256::new();
         for part in [
             &wasm[..],
             bundle.as_deref().unwrap_or_default(),
-            format!("{p:?}").as_bytes(),
+            format!("{own:?}").as_bytes(),
             format!("{:?}", config.limits).as_bytes(),
             fixtures.as_deref().unwrap_or_default(),
         ] {
@@ -67,18 +73,27 @@ impl Candidate {
     }
 }
 
-/// Build the entry for policy `p` from `candidate`; with `run_fixtures`, the
-/// configured fixtures file must pass too (signed self-tests always run). With a verifier, the returned
-/// [`Verified`] must be [recorded](Verifier::record) once the entry is activated (the
-/// high-water mark is not advanced here, so a candidate that fails later steps never
-/// blocks the version that stays active).
+/// How a candidate is admitted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Admission {
+    /// The configured fixtures file must pass too (signed self-tests always run).
+    pub run_fixtures: bool,
+    /// An archived release the operator pinned: verified with every check but the
+    /// sequence high-water mark (see [`Verifier::check_pinned`]).
+    pub pinned: bool,
+}
+
+/// Build the entry for policy `p` from `candidate`. With a verifier, the returned
+/// [`Verified`] must be [recorded](Verifier::record) once the entry is activated as
+/// the policy's active, unpinned version (the high-water mark is not advanced here, so
+/// a candidate that fails later steps never blocks the version that stays active).
 pub async fn load_entry(
     engine: &Arc<Engine>,
     verifier: Option<&Verifier>,
     config: &PipelineConfig,
     p: &PolicyConfig,
     candidate: Candidate,
-    run_fixtures: bool,
+    admission: Admission,
 ) -> Result<(Entry, Option<Verified>), LoadError> {
     let path = config.resolve(&p.path);
     let mut limits = config
@@ -88,7 +103,13 @@ pub async fn load_entry(
             reason: format!("limits.{key}: {message}"),
         })?;
     let verified = match verifier {
-        Some(verifier) => Some(verify(engine, verifier, &p.name, &candidate)?),
+        Some(verifier) => Some(verify(
+            engine,
+            verifier,
+            &p.name,
+            &candidate,
+            admission.pinned,
+        )?),
         None => {
             tracing::warn!(
                 policy = %p.name,
@@ -112,7 +133,7 @@ pub async fn load_entry(
     let policy = engine.load(&p.name, &candidate.wasm, p.config_json(), limits)?;
     self_test(engine, &policy, &candidate.wasm, &cases, "signed self-test").await?;
     let fixtures = p.fixtures.as_ref().map(|f| config.resolve(f));
-    if let Some(file) = fixtures.as_ref().filter(|_| run_fixtures) {
+    if let Some(file) = fixtures.as_ref().filter(|_| admission.run_fixtures) {
         let cases = read_fixtures(file).map_err(|reason| LoadError::Fixtures {
             policy: p.name.clone(),
             reason,
@@ -143,18 +164,51 @@ pub async fn load_entry(
         sequence: predicate.map(|p| p.sequence),
         source: Arc::new(candidate),
         deactivated: None,
+        pinned: admission.pinned,
+        role: rollout::Role::Active,
+        candidate: None,
     };
     warm_up(&entry).await?;
     Ok((entry, verified))
 }
 
-/// Verify `candidate` for policy `name` without advancing the high-water mark. The
-/// host grants no capabilities yet, so a policy that requests any is refused.
+/// Load policy `p` as configured: its active version and, when it has one, its
+/// rollout candidate (both verified and self-tested; `run_fixtures` as in
+/// [`Admission`]). The returned [`Verified`] is the active version's.
+pub async fn load_policy(
+    engine: &Arc<Engine>,
+    verifier: Option<&Verifier>,
+    config: &PipelineConfig,
+    p: &PolicyConfig,
+    run_fixtures: bool,
+) -> Result<(Entry, Option<Verified>), LoadError> {
+    let admission = Admission {
+        run_fixtures,
+        pinned: false,
+    };
+    let candidate = Candidate::read(config, p)?;
+    let (mut entry, verified) =
+        load_entry(engine, verifier, config, p, candidate, admission).await?;
+    if let (Some(cp), Some(c)) = (p.candidate_policy(), &p.candidate) {
+        let source = Candidate::read(config, &cp)?;
+        let (next, _) = load_entry(engine, verifier, config, &cp, source, admission).await?;
+        entry.candidate = Some(Arc::new(Entry {
+            role: rollout::Role::for_candidate(c, None),
+            ..next
+        }));
+    }
+    Ok((entry, verified))
+}
+
+/// Verify `candidate` for policy `name` without advancing the high-water mark (a
+/// `pinned` release is not checked against it at all). The host grants no
+/// capabilities yet, so a policy that requests any is refused.
 pub fn verify(
     engine: &Arc<Engine>,
     verifier: &Verifier,
     name: &str,
     candidate: &Candidate,
+    pinned: bool,
 ) -> Result<Verified, LoadError> {
     let refuse = |reason: String| LoadError::Verification {
         policy: name.to_string(),
@@ -162,9 +216,13 @@ pub fn verify(
     };
     let bundle = candidate.bundle.as_ref().map_err(|e| refuse(e.clone()))?;
     let wasm = &candidate.wasm;
-    let verified = verifier
-        .check_named(name, wasm, bundle, || exports_via_engine(engine, wasm))
-        .map_err(|e| refuse(e.to_string()))?;
+    let exports = || exports_via_engine(engine, wasm);
+    let verified = if pinned {
+        verifier.check_pinned(name, wasm, bundle, exports)
+    } else {
+        verifier.check_named(name, wasm, bundle, exports)
+    }
+    .map_err(|e| refuse(e.to_string()))?;
     let wanted = &verified.statement.predicate.capabilities.wasi;
     if !wanted.is_empty() {
         return Err(refuse(format!(

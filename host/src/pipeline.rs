@@ -30,6 +30,7 @@ use crate::engine::{Engine, EngineError, Outcome, Run};
 use crate::loader::{self, Candidate};
 use crate::openai::ModelResponse;
 use crate::policy::Policy;
+use crate::rollout::{self, Disagreement, Role, Summarize};
 
 /// Why a pipeline could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,9 @@ pub enum LoadError {
     /// The engine could not be set up, or a component is invalid.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The lifecycle directory (pins) cannot be used.
+    #[error("lifecycle: {0}")]
+    Lifecycle(String),
     /// A policy file cannot be read.
     #[error("policy {policy}: cannot read {path}: {source}")]
     Read {
@@ -134,6 +138,13 @@ pub struct Entry {
     pub deactivated: Option<String>,
     /// Loaded without verification (`[trust] allow_unsigned = true`).
     pub unsigned: bool,
+    /// An archived release the operator pinned (`portcullis rollback`) instead of the
+    /// configured component.
+    pub pinned: bool,
+    /// Active version, or a shadow or canary candidate.
+    pub role: Role,
+    /// The candidate rolled out next to this (active) version.
+    pub candidate: Option<Arc<Entry>>,
 }
 
 impl Entry {
@@ -143,6 +154,24 @@ impl Entry {
             deactivated: reason,
             ..self.clone()
         }
+    }
+
+    /// The entries that may run for this policy on a request with `context`: the
+    /// active version; with a shadow, the shadow too; with a canary, the one version
+    /// the canary split picks.
+    fn runners(self: &Arc<Entry>, context: &RequestContext) -> impl Iterator<Item = Arc<Entry>> {
+        let (active, candidate) = match self.candidate.as_ref().map(|c| (c, &c.role)) {
+            None => (true, None),
+            Some((c, Role::Canary { percent, key })) => {
+                let takes = rollout::canary_takes(self.policy.name(), *percent, *key, context);
+                (!takes, takes.then_some(c))
+            }
+            Some((c, _)) => (true, Some(c)),
+        };
+        active
+            .then(|| self.clone())
+            .into_iter()
+            .chain(candidate.cloned())
     }
 }
 
@@ -224,6 +253,9 @@ pub struct RunRecord {
     pub verdict: Option<&'static str>,
     /// Enforce or monitor.
     pub mode: Mode,
+    /// `shadow` or `canary` when a candidate version ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<&'static str>,
     /// Fuel consumed.
     pub fuel: u64,
     /// Wall-clock microseconds.
@@ -260,6 +292,9 @@ pub struct Decision {
     /// Indices of tool calls that were refused.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub denied_calls: Vec<usize>,
+    /// Shadow candidates that disagreed with their active version.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub disagreements: Vec<Disagreement>,
 }
 
 impl Decision {
@@ -272,6 +307,7 @@ impl Decision {
             modified: BTreeMap::new(),
             denied_tools: Vec::new(),
             denied_calls: Vec::new(),
+            disagreements: Vec::new(),
         }
     }
 
@@ -314,6 +350,13 @@ impl Subject {
                 }
             }
             Subject::Response { text, .. } => *text = new,
+        }
+    }
+
+    fn context(&self) -> &RequestContext {
+        match self {
+            Subject::Request(r) => &r.context,
+            Subject::Response { context, .. } => context,
         }
     }
 
@@ -374,16 +417,8 @@ impl Pipeline {
         let mut entries = Vec::new();
         let mut verified = Vec::new();
         for p in &config.policies {
-            let candidate = Candidate::read(config, p)?;
-            let (entry, v) = loader::load_entry(
-                engine,
-                verifier.as_ref(),
-                config,
-                p,
-                candidate,
-                run_fixtures,
-            )
-            .await?;
+            let (entry, v) =
+                loader::load_policy(engine, verifier.as_ref(), config, p, run_fixtures).await?;
             entries.push(Arc::new(entry));
             verified.extend(v);
         }
@@ -427,11 +462,13 @@ impl Pipeline {
         &self.entries
     }
 
-    fn stage(&self, stage: Stage) -> Vec<Arc<Entry>> {
+    /// The entries that run in `stage` for a request with `context` (see
+    /// [`Entry::runners`]).
+    fn stage(&self, stage: Stage, context: &RequestContext) -> Vec<Arc<Entry>> {
         self.entries
             .iter()
             .filter(|e| e.stages.contains(&stage))
-            .cloned()
+            .flat_map(|e| e.runners(context))
             .collect()
     }
 
@@ -505,7 +542,7 @@ impl Pipeline {
 
     /// Run the stage's policies on `subject` (concurrently), then compose modifications.
     async fn text_stage(&self, stage: Stage, subject: &mut Subject, decision: &mut Decision) {
-        let entries = self.stage(stage);
+        let entries = self.stage(stage, subject.context());
         if entries.is_empty() {
             return;
         }
@@ -516,6 +553,7 @@ impl Pipeline {
             |run, entry| judge_verdict(entry, &original, run).0 == Action::Deny,
         )
         .await;
+        compare_shadows(&entries, &runs, stage, decision);
         let mut modifiers = Vec::new();
         for (entry, run) in entries.iter().zip(runs) {
             let record = record(entry, stage, subject.target(), &run, verdict_name(&run));
@@ -580,7 +618,7 @@ impl Pipeline {
         calls: Option<&[ToolCall]>,
         decision: &mut Decision,
     ) -> Vec<usize> {
-        let entries = self.stage(Stage::Tool);
+        let entries = self.stage(Stage::Tool, context);
         if entries.is_empty() {
             return Vec::new();
         }
@@ -596,6 +634,7 @@ impl Pipeline {
             |_, _| false,
         )
         .await;
+        compare_shadows(&entries, &runs, Stage::Tool, decision);
         let target = if calls.is_some() { "calls" } else { "tools" };
         let mut denied = vec![false; items];
         for (entry, run) in entries.iter().zip(runs) {
@@ -660,31 +699,50 @@ where
     F: Fn(&'a Arc<Entry>) -> Fut,
     Fut: Future<Output = Run<T>> + 'a,
 {
+    let start = |(i, entry): (usize, &'a Arc<Entry>)| {
+        let run = match &entry.deactivated {
+            None => Either::Left(eval(entry)),
+            Some(reason) => Either::Right(std::future::ready(Run {
+                result: Err(Outcome::Error(format!("policy deactivated: {reason}"))),
+                fuel_used: 0,
+                micros: 0,
+                logs_dropped: 0,
+            })),
+        };
+        async move { (i, run.await) }
+    };
+    let is_shadow = |(_, e): &(usize, &Arc<Entry>)| matches!(e.role, Role::Shadow(_));
     let mut pending: FuturesUnordered<_> = entries
         .iter()
         .enumerate()
-        .map(|(i, entry)| {
-            let run = match &entry.deactivated {
-                None => Either::Left(eval(entry)),
-                Some(reason) => Either::Right(std::future::ready(Run {
-                    result: Err(Outcome::Error(format!("policy deactivated: {reason}"))),
-                    fuel_used: 0,
-                    micros: 0,
-                    logs_dropped: 0,
-                })),
-            };
-            async move { (i, run.await) }
-        })
+        .filter(|x| !is_shadow(x))
+        .map(start)
+        .collect();
+    let shadows: FuturesUnordered<_> = entries
+        .iter()
+        .enumerate()
+        .filter(is_shadow)
+        .map(start)
         .collect();
     let mut results: Vec<Option<Run<T>>> = entries.iter().map(|_| None).collect();
-    while let Some((i, run)) = pending.next().await {
-        let stop = entries[i].mode == Mode::Enforce && stops(&run, &entries[i]);
-        results[i] = Some(run);
-        if stop {
-            break;
+    // Shadow runs always finish (they are what a rollout compares); the others are
+    // cancelled as soon as one of them denies.
+    let active = async {
+        let mut finished = Vec::new();
+        while let Some((i, run)) = pending.next().await {
+            let stop = entries[i].mode == Mode::Enforce && stops(&run, &entries[i]);
+            finished.push((i, run));
+            if stop {
+                break;
+            }
         }
+        drop(pending);
+        finished
+    };
+    let (finished, shadowed) = futures::join!(active, shadows.collect::<Vec<_>>());
+    for (i, run) in finished.into_iter().chain(shadowed) {
+        results[i] = Some(run);
     }
-    drop(pending);
     results
         .into_iter()
         .map(|r| {
@@ -696,6 +754,31 @@ where
             })
         })
         .collect()
+}
+
+/// Compare every shadow candidate's run with its active version's (when that ran)
+/// and record the disagreements.
+fn compare_shadows<T>(
+    entries: &[Arc<Entry>],
+    runs: &[Run<T>],
+    stage: Stage,
+    decision: &mut Decision,
+) where
+    Run<T>: Summarize,
+{
+    for (shadow, run) in entries.iter().zip(runs) {
+        let Role::Shadow(stats) = &shadow.role else {
+            continue;
+        };
+        let name = shadow.policy.name();
+        let active = entries
+            .iter()
+            .position(|e| e.policy.name() == name && matches!(e.role, Role::Active))
+            .and_then(|i| runs[i].summary());
+        if let Some(d) = stats.compare(name, stage, active, run.summary()) {
+            decision.disagreements.push(d);
+        }
+    }
 }
 
 /// What a run means for the stage, with the findings to report. Invalid answers
@@ -846,6 +929,7 @@ fn record<T>(
         outcome: run.outcome(),
         verdict,
         mode: entry.mode,
+        rollout: entry.role.name(),
         fuel: run.fuel_used,
         micros: run.micros,
         logs_dropped: run.logs_dropped,

@@ -1,6 +1,6 @@
 //! Watching the files a [`PolicyHost`] is built from (the configuration, the trust
-//! store, every policy's component, bundle and fixtures) and reloading when one
-//! changes.
+//! store, the rollback pins, every policy's and candidate's component, bundle and
+//! fixtures) and reloading when one changes.
 //!
 //! The parent directories are watched, not the files, so the write-to-temporary-then-
 //! rename pattern of editors and deploy tools is seen, and events for other files in
@@ -108,7 +108,14 @@ fn files_of(config: &PipelineConfig, config_path: &Path) -> BTreeSet<PathBuf> {
     if let Some((store, _)) = config.trust_paths() {
         files.insert(store);
     }
-    for p in &config.policies {
+    if let Some(dir) = config.lifecycle_dir() {
+        files.insert(crate::releases::Releases::new(dir).pins_path());
+    }
+    let versions = config
+        .policies
+        .iter()
+        .flat_map(|p| std::iter::once(p.clone()).chain(p.candidate_policy()));
+    for p in versions {
         let wasm = config.resolve(&p.path);
         files.insert(crate::artifact::bundle::sidecar_path(&wasm));
         files.insert(wasm);

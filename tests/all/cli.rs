@@ -303,7 +303,7 @@ fn check_watch_picks_up_a_re_signed_policy_and_status_shows_the_versions() {
     let config = dir.path().join("portcullis.toml");
     std::fs::write(
         &config,
-        "[trust]\nstore = \"dev/trust.toml\"\n[lifecycle]\nstatus_file = \"status.json\"\ndebounce_ms = 50\n\
+        "[trust]\nstore = \"dev/trust.toml\"\n[lifecycle]\ndir = \"lifecycle\"\ndebounce_ms = 50\n\
          [[policies]]\nname = \"alpha\"\npath = \"alpha.wasm\"\nstages = [\"input\"]\nconfig = { mode = \"allow\" }\n",
     )
     .unwrap();

@@ -38,7 +38,7 @@ impl Site {
         };
         site.write_trust("");
         let mut config = String::from(
-            "[trust]\nstore = \"trust.toml\"\n[lifecycle]\nstatus_file = \"status.json\"\ndebounce_ms = 50\n",
+            "[trust]\nstore = \"trust.toml\"\n[lifecycle]\ndir = \"lifecycle\"\ndebounce_ms = 50\n",
         );
         for name in names {
             config.push_str(&format!(
@@ -211,7 +211,8 @@ async fn candidates_are_verified_and_self_tested_and_failures_keep_the_last_good
     assert!(!states.contains(&(v1, State::Active)));
     assert_eq!(status.counters.rejected, 5);
     let written: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(site.path("status.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(site.path("lifecycle/status.json")).unwrap())
+            .unwrap();
     assert_eq!(written["policies"][0]["state"], "active");
     assert_eq!(written["policies"][0]["sequence"], 5);
 

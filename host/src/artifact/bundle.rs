@@ -143,6 +143,16 @@ impl Bundle {
         Bundle::parse(&read_capped(path)?)
     }
 
+    /// The statement the envelope carries, parsed WITHOUT checking any signature:
+    /// for display and for choosing among releases that are verified before use.
+    pub fn unverified_statement(&self) -> Result<super::statement::Statement, String> {
+        let payload = self
+            .dsse_envelope
+            .payload_bytes()
+            .map_err(|e| e.to_string())?;
+        super::statement::Statement::parse(&payload)
+    }
+
     /// Pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a bundle always serialises")

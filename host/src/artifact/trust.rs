@@ -610,6 +610,19 @@ impl Verifier {
         self.verify_inner(Some(name), wasm, bundle, exports)
     }
 
+    /// Every check of [`Verifier::check_named`] except the high-water mark: for a
+    /// version the operator explicitly pinned (`portcullis rollback`), which is
+    /// allowed to be older than the newest one seen. Never record its sequence.
+    pub fn check_pinned(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        bundle: &[u8],
+        exports: impl FnOnce() -> Result<Exports, String>,
+    ) -> Result<Verified, VerifyError> {
+        self.verify_checked(Some(name), wasm, bundle, exports, false)
+    }
+
     /// Advance the high-water mark to a verified statement's sequence (if higher),
     /// re-checking the mark under the state file's lock.
     pub fn record(&self, verified: &Verified) -> Result<(), VerifyError> {
@@ -627,6 +640,17 @@ impl Verifier {
         wasm: &[u8],
         bundle: &[u8],
         exports: impl FnOnce() -> Result<Exports, String>,
+    ) -> Result<Verified, VerifyError> {
+        self.verify_checked(expected_name, wasm, bundle, exports, true)
+    }
+
+    fn verify_checked(
+        &self,
+        expected_name: Option<&str>,
+        wasm: &[u8],
+        bundle: &[u8],
+        exports: impl FnOnce() -> Result<Exports, String>,
+        against_mark: bool,
     ) -> Result<Verified, VerifyError> {
         let bundle = Bundle::parse(bundle)?;
         let envelope = &bundle.dsse_envelope;
@@ -727,8 +751,10 @@ impl Verifier {
             });
         }
 
-        let digest = format!("sha256:{actual}");
-        check_mark(&self.read_state()?, &p.name, p.sequence, &digest)?;
+        if against_mark {
+            let digest = format!("sha256:{actual}");
+            check_mark(&self.read_state()?, &p.name, p.sequence, &digest)?;
+        }
 
         let actual_exports = exports().map_err(VerifyError::Component)?;
         let expected = p.kind.exports();

@@ -14,6 +14,7 @@ use portcullis::pipeline::{Action, Decision, Pipeline};
 use serde_json::{Value, json};
 
 mod dev;
+mod operate;
 mod signing;
 
 /// Portcullis: run signed WebAssembly policies around LLM traffic.
@@ -50,8 +51,9 @@ enum Command {
         #[arg(default_value = "-")]
         input: String,
     },
-    /// Show the status a watching host last wrote ([lifecycle] status_file): every
-    /// policy version with its state, signers and last error, and reload counters.
+    /// Show the status a watching host last wrote (in its [lifecycle] dir): every
+    /// policy version with its state, signers and last error, rollouts with their
+    /// shadow comparison counters, and reload counters.
     ///
     /// Example: portcullis status --config examples/portcullis.toml
     Status {
@@ -61,6 +63,49 @@ enum Command {
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Roll a policy back: pin an archived release (default: the newest one older
+    /// than the running version), or withdraw its rollout candidate.
+    ///
+    /// A host archives every release it activates in its [lifecycle] dir. The pinned
+    /// release is verified again (every check but the sequence high-water mark: going
+    /// back is the point) and activated by a watching host on its next reload, and
+    /// stays across restarts until --release. With a [policies.candidate] configured
+    /// and no --to, the candidate is withdrawn from the configuration instead. Every
+    /// action is recorded in the lifecycle journal (events.jsonl).
+    ///
+    /// Example: portcullis rollback --config examples/portcullis.toml pii --reason "false positives"
+    Rollback {
+        /// Pipeline configuration (TOML).
+        #[arg(long, short, default_value = "portcullis.toml")]
+        config: PathBuf,
+        /// The archived release: a signed version, or a sha256: digest (prefix).
+        #[arg(long)]
+        to: Option<String>,
+        /// Remove the policy's pin: the configured component runs again.
+        #[arg(long, conflicts_with = "to")]
+        release: bool,
+        /// Why (recorded in the journal).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The policy's configured name.
+        name: String,
+    },
+    /// Promote a policy's rollout candidate: its component and configuration become the
+    /// policy's own in the configuration file, the candidate section goes, and a
+    /// rollback pin of the policy is released. A watching host activates it (verified
+    /// and self-tested like any release) on its next reload.
+    ///
+    /// Example: portcullis promote --config examples/portcullis.toml pii
+    Promote {
+        /// Pipeline configuration (TOML).
+        #[arg(long, short, default_value = "portcullis.toml")]
+        config: PathBuf,
+        /// Why (recorded in the journal).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// The policy's configured name.
+        name: String,
     },
     /// Run every policy's fixtures against its compiled component; exit non-zero on any
     /// mismatch (the CI eval gate).
@@ -185,7 +230,25 @@ fn main() -> ExitCode {
                 stage,
                 input,
             } => check(&config, watch, stage, &input).await,
-            Command::Status { config, json } => status(&config, json),
+            Command::Status { config, json } => operate::status(&config, json),
+            Command::Rollback {
+                config,
+                to,
+                release,
+                reason,
+                name,
+            } => operate::rollback(&operate::RollbackRequest {
+                config: &config,
+                name: &name,
+                to: to.as_deref(),
+                release,
+                reason: &reason,
+            }),
+            Command::Promote {
+                config,
+                reason,
+                name,
+            } => operate::promote(&config, &name, &reason),
             Command::Test { config } => test(&config).await,
             Command::Keygen { out } => signing::keygen(&out),
             Command::Sign {
@@ -312,78 +375,16 @@ async fn check_line(
     Ok(out)
 }
 
-fn status(config: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
-    let config = PipelineConfig::load(config)?;
-    let path = config.status_path().ok_or_else(|| {
-        anyhow::anyhow!(
-            "no [lifecycle] status_file in the configuration: the host writes its status there"
-        )
-    })?;
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {} (has a host with this configuration run?)",
-            path.display()
-        )
-    })?;
-    let status: Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    let text_of = |v: &Value| match v {
-        Value::Null => "-".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    println!(
-        "generation {} at {}",
-        text_of(&status["generation"]),
-        text_of(&status["at"])
-    );
-    println!(
-        "{:<18} {:<10} {:>4} {:<19} {:<11} {:<20} SIGNERS / LAST ERROR",
-        "POLICY", "VERSION", "SEQ", "DIGEST", "STATE", "SINCE"
-    );
-    for v in status["policies"].as_array().into_iter().flatten() {
-        let digest = text_of(&v["digest"]);
-        let signers: Vec<String> = v["signers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| text_of(s).chars().take(19).collect())
-            .collect();
-        let note = v["last_error"]
-            .as_str()
-            .map_or_else(|| signers.join(","), str::to_string);
-        println!(
-            "{:<18} {:<10} {:>4} {:<19} {:<11} {:<20} {}",
-            text_of(&v["name"]),
-            text_of(&v["version"]),
-            text_of(&v["sequence"]),
-            digest.chars().take(19).collect::<String>(),
-            text_of(&v["state"]),
-            text_of(&v["since"]),
-            note
-        );
-    }
-    let c = &status["counters"];
-    println!(
-        "reloads {}, swaps {}, rejected {}, deactivated {}",
-        text_of(&c["reloads"]),
-        text_of(&c["swaps"]),
-        text_of(&c["rejected"]),
-        text_of(&c["deactivated"])
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
 async fn test(config: &Path) -> anyhow::Result<ExitCode> {
     let config = PipelineConfig::load(config)?;
     let engine = portcullis::engine::Engine::new(&config.engine_options())?;
     let pipeline = Pipeline::load_without_fixtures(&engine, &config).await?;
     let (mut passed, mut failed) = (0, 0);
-    for entry in pipeline.entries() {
+    let versions = pipeline
+        .entries()
+        .iter()
+        .flat_map(|e| std::iter::once(e).chain(e.candidate.as_ref()));
+    for entry in versions {
         if entry.fixtures.is_none() {
             println!("{}: no fixtures configured (skipped)", entry.policy.name());
             continue;

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use ed25519_dalek::SigningKey;
 use portcullis::artifact::bundle::{self, Bundle};
 use portcullis::artifact::manifest::Predicate;
-use portcullis::artifact::statement::{Statement, sha256_hex};
+use portcullis::artifact::statement::sha256_hex;
 use portcullis::artifact::trust::{TrustStore, Verifier, exports_via_engine};
 use portcullis::artifact::{component, keys, manifest, sign as signer};
 use portcullis::engine::{Engine, EngineOptions};
@@ -169,8 +169,7 @@ pub fn inspect(trust: Option<&Path>, policy: &Path) -> anyhow::Result<ExitCode> 
                     .iter()
                     .map(|s| s.keyid.clone())
                     .collect();
-                let payload = b.dsse_envelope.payload_bytes().map_err(|e| e.to_string())?;
-                let statement = Statement::parse(&payload)?;
+                let statement = b.unverified_statement()?;
                 Ok(json!({"signature_keyids": keyids, "statement": statement}))
             });
         match unverified {
