@@ -611,5 +611,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("policies[0].stages"), "{e}");
+        let e = parse("[[policies]]\nname = \"../x\"\npath = \"a\"\nstages = [\"input\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("policies[0].name") && e.contains("letters"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn candidates_are_validated_and_inherit_what_they_do_not_set() {
+        let policy = "[[policies]]\nname = \"a\"\npath = \"a.wasm\"\nstages = [\"input\"]\nconfig = { t = 1 }\n";
+        let with = |c: &str| parse(&format!("{policy}[policies.candidate]\n{c}"));
+        let c = with("path = \"b.wasm\"\nrollout = \"shadow\"\n").unwrap();
+        let cp = c.policies[0].candidate_policy().unwrap();
+        assert_eq!(cp.path, PathBuf::from("b.wasm"));
+        assert_eq!(cp.mode, Mode::Monitor, "a shadow never enforces");
+        assert_eq!(cp.config_json(), c.policies[0].config_json());
+        let c = with("config = { t = 2 }\nrollout = \"canary\"\npercent = 5\n").unwrap();
+        let cp = c.policies[0].candidate_policy().unwrap();
+        assert_eq!((cp.path.to_str(), cp.mode), (Some("a.wasm"), Mode::Enforce));
+        assert!(cp.config_json().contains('2') && cp.candidate.is_none());
+        for (bad, needle) in [
+            ("rollout = \"shadow\"\n", "candidate.path"),
+            ("path = \"b\"\nrollout = \"canary\"\n", "candidate.percent"),
+            (
+                "path = \"b\"\nrollout = \"canary\"\npercent = 101\n",
+                "between 0 and 100",
+            ),
+            (
+                "path = \"b\"\nrollout = \"shadow\"\npercent = 5\n",
+                "a shadow sees all traffic",
+            ),
+            ("path = \"b\"\nrollout = \"blue\"\n", "blue"),
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
     }
 }

@@ -14,6 +14,7 @@ use portcullis::artifact::manifest::{Kind, Predicate};
 use portcullis::engine::Outcome;
 use portcullis::lifecycle::{PolicyHost, State};
 use portcullis::pipeline::Action;
+use portcullis::releases::Releases;
 use serde_json::json;
 
 use crate::signing::{bundle_bytes, key, key_entry, predicate};
@@ -70,6 +71,7 @@ impl Site {
     /// `edit` adjusts it.
     fn statement(&self, name: &str, sequence: u64, edit: impl FnOnce(&mut Predicate)) -> Predicate {
         let mut p = predicate(name, sequence, Kind::Guardrail);
+        p.version = format!("1.{sequence}.0");
         p.self_test = vec![self_test("allow")];
         edit(&mut p);
         p
@@ -387,6 +389,9 @@ async fn under_continuous_reloads_no_evaluation_fails_or_sees_a_mixed_set() {
 
     let mut never_active = BTreeSet::new();
     let mut sequence = 1;
+    let mut rollbacks = 0;
+    let mut current_alpha = active_digest(&host, "alpha");
+    let mut previous_alpha = current_alpha.clone();
     let mut reload_micros = Vec::new();
     for round in 0..120u32 {
         let variant = (round % 3) as u8 + 10;
@@ -434,6 +439,32 @@ async fn under_continuous_reloads_no_evaluation_fails_or_sees_a_mixed_set() {
             assert!(!report.rejected.is_empty(), "round {round}: {report:?}");
         }
         expected.insert(report.generation, digests_of(&host));
+        if round % 12 == 5 {
+            // An operator rollback to the release before, below the high-water mark,
+            // and back again, while traffic flows.
+            let pinned = rollback_to(&site, "alpha", &previous_alpha);
+            let report = host.reload().await;
+            assert!(
+                report.swapped && report.rejected.is_empty(),
+                "round {round}: {report:?}"
+            );
+            assert_eq!(active_digest(&host, "alpha"), pinned);
+            expected.insert(report.generation, digests_of(&host));
+            Releases::new(site.path("lifecycle"))
+                .set_pin("alpha", None)
+                .unwrap();
+            let report = host.reload().await;
+            assert!(
+                report.swapped && report.rejected.is_empty(),
+                "round {round}: {report:?}"
+            );
+            expected.insert(report.generation, digests_of(&host));
+            rollbacks += 1;
+        }
+        if round % 6 >= 4 {
+            previous_alpha = current_alpha;
+            current_alpha = active_digest(&host, "alpha");
+        }
         // Let the evaluators run between reloads too.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -454,6 +485,7 @@ async fn under_continuous_reloads_no_evaluation_fails_or_sees_a_mixed_set() {
         assert!(!ever_active.contains(bad), "a bad candidate became active");
     }
     assert!(expected.len() >= 40, "{} generations", expected.len());
+    assert_eq!(rollbacks, 10);
     assert!(decisions > 100, "{decisions} decisions");
     reload_micros.sort_unstable();
     eprintln!(
@@ -508,5 +540,336 @@ async fn a_reload_cannot_weaken_a_mandatory_policy() {
         err.to_string()
             .contains("mandatory policy must be enforced"),
         "{err}"
+    );
+}
+
+/// Pin `name` to its archived release `digest`, as `portcullis rollback` does.
+fn rollback_to(site: &Site, name: &str, digest: &str) -> String {
+    let pin = portcullis::releases::Pin {
+        digest: digest.to_string(),
+        version: None,
+        sequence: None,
+        at: portcullis::lifecycle::now(),
+        by: "test".into(),
+        reason: String::new(),
+    };
+    Releases::new(site.path("lifecycle"))
+        .set_pin(name, Some(pin))
+        .unwrap();
+    digest.to_string()
+}
+
+fn portcullis(args: &[&str], config: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+fn succeeds(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(out: std::process::Output) -> String {
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn journal(site: &Site) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(site.path("lifecycle/events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn rollback_pins_an_archived_release_below_the_mark_until_released() {
+    let site = Site::new(&["alpha"], 67);
+    let v1 = digest(&site.variant(1));
+    let host = PolicyHost::start(&engine(), &site.config()).await.unwrap();
+    let v2 = site.publish("alpha", 2, 2, |_| {});
+    assert!(host.reload().await.swapped);
+    assert_eq!(active_digest(&host, "alpha"), v2);
+
+    // Nothing older than what runs can be named wrongly; errors say what exists.
+    let e = fails(portcullis(&["rollback", "nope"], &site.config()));
+    assert!(
+        e.contains("no policy named \"nope\"") && e.contains("alpha"),
+        "{e}"
+    );
+    let e = fails(portcullis(
+        &["rollback", "alpha", "--to", "9.9.9"],
+        &site.config(),
+    ));
+    assert!(
+        e.contains("1.1.0 (sequence 1") && e.contains("1.2.0 (sequence 2"),
+        "{e}"
+    );
+    let e = fails(portcullis(
+        &["rollback", "alpha", "--to", "1.2.0"],
+        &site.config(),
+    ));
+    assert!(e.contains("already the running version"), "{e}");
+
+    // Roll back to the previous release: sequence 1, below the high-water mark of 2.
+    let out = succeeds(portcullis(
+        &["rollback", "alpha", "--reason", "false positives"],
+        &site.config(),
+    ));
+    assert!(out.contains("pinned alpha to 1.1.0 (sequence 1"), "{out}");
+    let report = host.reload().await;
+    assert!(report.swapped && report.rejected.is_empty(), "{report:?}");
+    assert_eq!(report.activated, vec!["alpha (pinned)"]);
+    assert_eq!(active_digest(&host, "alpha"), v1);
+    let decision = host
+        .snapshot()
+        .check_request(&user_request("hello"), None)
+        .await;
+    assert_eq!(decision.runs[0].digest, v1);
+    assert_eq!(decision.runs[0].version.as_deref(), Some("1.1.0"));
+    let status = host.status();
+    assert!(status.policies[0].pinned && status.policies[0].sequence == Some(1));
+
+    // A restart keeps the rollback; a new release to the configured path waits.
+    drop(host);
+    let host = PolicyHost::start(&engine(), &site.config()).await.unwrap();
+    assert_eq!(active_digest(&host, "alpha"), v1);
+    let v3 = site.publish("alpha", 3, 3, |_| {});
+    host.reload().await;
+    assert_eq!(active_digest(&host, "alpha"), v1, "the pin holds");
+
+    // An archived release that was altered is refused; the pinned version stays.
+    let archived = site
+        .path("lifecycle/archive/alpha")
+        .join(format!("{}.wasm", v1.trim_start_matches("sha256:")));
+    let original = std::fs::read(&archived).unwrap();
+    std::fs::write(&archived, site.variant(50)).unwrap();
+    let report = host.reload().await;
+    assert!(
+        !report.swapped && report.rejected[0].contains("the archive was altered"),
+        "{report:?}"
+    );
+    assert_eq!(active_digest(&host, "alpha"), v1);
+    std::fs::write(&archived, original).unwrap();
+
+    // Forward again by digest (still a pin), then release the pin.
+    let prefix = &v2[..20];
+    succeeds(portcullis(
+        &["rollback", "alpha", "--to", prefix],
+        &site.config(),
+    ));
+    host.reload().await;
+    assert_eq!(active_digest(&host, "alpha"), v2);
+    succeeds(portcullis(
+        &["rollback", "alpha", "--release"],
+        &site.config(),
+    ));
+    let report = host.reload().await;
+    assert_eq!(report.activated, vec!["alpha"], "{report:?}");
+    assert_eq!(active_digest(&host, "alpha"), v3);
+    assert!(!host.status().policies[0].pinned);
+    let e = fails(portcullis(
+        &["rollback", "alpha", "--release"],
+        &site.config(),
+    ));
+    assert!(e.contains("not pinned"), "{e}");
+
+    // Every step is in the journal, with who and why.
+    let events = journal(&site);
+    let pinned = events.iter().find(|e| e["event"] == "pinned").unwrap();
+    assert_eq!(pinned["pin"]["reason"], "false positives");
+    assert_eq!(pinned["pin"]["digest"], v1.as_str());
+    assert!(pinned["pin"]["by"].as_str().is_some_and(|b| !b.is_empty()));
+    for kind in ["activated", "rejected", "unpinned"] {
+        assert!(
+            events.iter().any(|e| e["event"] == kind),
+            "{kind}: {events:?}"
+        );
+    }
+    assert!(
+        events.iter().any(|e| e["event"] == "activated"
+            && e["pinned"] == true
+            && e["digest"] == v1.as_str())
+    );
+}
+
+/// Replace the candidate section (everything from `[policies.candidate]`) of the
+/// site's configuration.
+fn set_candidate(site: &Site, section: &str) {
+    let text = std::fs::read_to_string(site.config()).unwrap();
+    let base = text
+        .split("[policies.candidate]")
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(site.config(), format!("{base}{section}")).unwrap();
+}
+
+fn client_request(client: &str) -> portcullis::bindings::ChatRequest {
+    let mut r = user_request("hello");
+    r.context.client_id = client.to_string();
+    r
+}
+
+#[tokio::test]
+async fn shadow_and_canary_candidates_then_promotion() {
+    let site = Site::new(&["alpha"], 68);
+    // The candidate: a copy of the release with a configuration that denies.
+    for (from, to) in [
+        ("alpha.wasm", "next.wasm"),
+        ("alpha.wasm.sigstore.json", "next.wasm.sigstore.json"),
+    ] {
+        std::fs::copy(site.path(from), site.path(to)).unwrap();
+    }
+    set_candidate(
+        &site,
+        "[policies.candidate]\npath = \"next.wasm\"\nconfig = { mode = \"deny\" }\nrollout = \"shadow\"\n",
+    );
+    let host = PolicyHost::start(&engine(), &site.config()).await.unwrap();
+    for _ in 0..5 {
+        let d = host
+            .snapshot()
+            .check_request(&user_request("hello"), None)
+            .await;
+        assert_eq!(d.verdict, Action::Allow, "a shadow never decides");
+        assert_eq!(d.runs.len(), 2);
+        let shadow = d.runs.iter().find(|r| r.rollout == Some("shadow")).unwrap();
+        assert_eq!(shadow.verdict, Some("deny"));
+        assert_eq!(shadow.mode, portcullis::config::Mode::Monitor);
+        assert_eq!(d.disagreements.len(), 1);
+        let dis = &d.disagreements[0];
+        assert_eq!(
+            (dis.active.as_str(), dis.candidate.as_str()),
+            ("allow", "deny")
+        );
+        assert_eq!(dis.categories, ["jailbreak"]);
+        assert!(d.findings.iter().all(|f| !f.enforced));
+    }
+    // The counters survive reloads that keep the candidate (a new active release).
+    site.publish("alpha", 2, 2, |_| {});
+    assert!(host.reload().await.swapped);
+    host.snapshot()
+        .check_request(&user_request("hello"), None)
+        .await;
+    let status = host.status();
+    let shadow = status.rollouts[0].shadow.clone().unwrap();
+    assert_eq!((shadow.compared, shadow.disagreed), (6, 6));
+    assert_eq!(shadow.by_category["jailbreak"], 6);
+    assert!(
+        status
+            .policies
+            .iter()
+            .any(|v| v.role.as_deref() == Some("shadow"))
+    );
+
+    // Canary at 50% by client: one version per client, about half the clients each.
+    set_candidate(
+        &site,
+        "[policies.candidate]\nconfig = { mode = \"deny\" }\nrollout = \"canary\"\npercent = 50\n",
+    );
+    let report = host.reload().await;
+    assert!(report.swapped && report.rejected.is_empty(), "{report:?}");
+    let mut denied_clients = 0;
+    for i in 0..200 {
+        let client = format!("client-{i}");
+        let first = host
+            .snapshot()
+            .check_request(&client_request(&client), None)
+            .await;
+        let again = host
+            .snapshot()
+            .check_request(&client_request(&client), None)
+            .await;
+        assert_eq!(first.verdict, again.verdict, "{client} saw both versions");
+        assert_eq!(first.runs.len(), 1);
+        if first.verdict == Action::Deny {
+            denied_clients += 1;
+            assert_eq!(first.runs[0].rollout, Some("canary"));
+        } else {
+            assert_eq!(first.runs[0].rollout, None);
+        }
+    }
+    assert!(
+        (60..=140).contains(&denied_clients),
+        "{denied_clients} of 200"
+    );
+
+    // A candidate that fails verification is rejected; the active version runs alone.
+    std::fs::write(site.path("broken.wasm"), b"not a component").unwrap();
+    set_candidate(
+        &site,
+        "[policies.candidate]\npath = \"broken.wasm\"\nrollout = \"canary\"\npercent = 50\n",
+    );
+    let report = host.reload().await;
+    assert!(report.rejected[0].contains("policy alpha"), "{report:?}");
+    let snapshot = host.snapshot();
+    let entry = &snapshot.entries()[0];
+    assert!(
+        entry
+            .candidate
+            .as_ref()
+            .is_some_and(|c| c.policy.digest() == entry.policy.digest()),
+        "the previous candidate stays"
+    );
+
+    // Rollback during a rollout withdraws the candidate.
+    set_candidate(
+        &site,
+        "[policies.candidate]\nconfig = { mode = \"deny\" }\nrollout = \"canary\"\npercent = 50\n",
+    );
+    host.reload().await;
+    let out = succeeds(portcullis(&["rollback", "alpha"], &site.config()));
+    assert!(out.contains("withdrew the rollout candidate"), "{out}");
+    host.reload().await;
+    assert!(host.snapshot().entries()[0].candidate.is_none());
+    assert!(host.status().rollouts.is_empty());
+
+    // Promotion: the candidate's configuration becomes the policy's own.
+    set_candidate(
+        &site,
+        "[policies.candidate]\nconfig = { mode = \"deny\" }\nrollout = \"shadow\"\n",
+    );
+    host.reload().await;
+    let e = fails(portcullis(&["promote", "nope"], &site.config()));
+    assert!(e.contains("no policy named"), "{e}");
+    succeeds(portcullis(
+        &["promote", "alpha", "--reason", "clean shadow week"],
+        &site.config(),
+    ));
+    let text = std::fs::read_to_string(site.config()).unwrap();
+    assert!(
+        !text.contains("candidate") && text.contains("mode = \"deny\""),
+        "{text}"
+    );
+    let report = host.reload().await;
+    assert!(report.swapped && report.rejected.is_empty(), "{report:?}");
+    let d = host
+        .snapshot()
+        .check_request(&client_request("anyone"), None)
+        .await;
+    assert_eq!(d.verdict, Action::Deny);
+    assert!(
+        host.status()
+            .policies
+            .iter()
+            .any(|v| v.role.is_some() && v.state == State::Superseded)
+    );
+    assert!(
+        journal(&site)
+            .iter()
+            .any(|e| e["event"] == "promoted" && e["reason"] == "clean shadow week")
     );
 }
