@@ -403,7 +403,7 @@ async fn reload_latency() {
     let config = dir.path().join("portcullis.toml");
     std::fs::write(
         &config,
-        "[engine]\ncache_dir = \"compiled\"\n[trust]\nstore = \"trust.toml\"\n[lifecycle]\ndebounce_ms = 50\n\
+        "[engine]\ncache_dir = \"compiled\"\n[trust]\nstore = \"trust.toml\"\n[lifecycle]\ndir = \"lifecycle\"\ndebounce_ms = 50\n\
          [[policies]]\nname = \"alpha\"\npath = \"alpha.wasm\"\nstages = [\"input\"]\nconfig = { mode = \"allow\" }\n",
     )
     .expect("config");
@@ -441,19 +441,49 @@ async fn reload_latency() {
             samples
         })
     };
-    let releases = (iters() / 100).clamp(20, 200);
-    let mut latencies = Vec::new();
-    for sequence in 2..2 + releases as u64 {
-        let started = Instant::now();
-        let digest = publish(sequence);
+    let active_is = async |digest: &str| {
         while host.snapshot().entries()[0].policy.digest() != digest {
             tokio::time::sleep(Duration::from_micros(500)).await;
         }
+    };
+    let releases = (iters() / 100).clamp(20, 200);
+    let mut latencies = Vec::new();
+    let mut published = vec![host.snapshot().entries()[0].policy.digest().to_string()];
+    for sequence in 2..2 + releases as u64 {
+        let started = Instant::now();
+        let digest = publish(sequence);
+        active_is(&digest).await;
         latencies.push(started.elapsed());
+        published.push(digest);
+    }
+    // Operator rollbacks to the release before (pin written → active), each followed
+    // by the release of the pin (back to the configured component).
+    let lifecycle = portcullis::releases::Releases::new(dir.path().join("lifecycle"));
+    let newest = published.last().expect("published").clone();
+    let mut rollbacks = Vec::new();
+    // The archive keeps the newest ten releases: roll back to each of the nine
+    // before the newest, in turn.
+    for n in 0..releases / 2 {
+        let previous = &published[published.len() - 2 - n % 9];
+        let pin = portcullis::releases::Pin {
+            digest: previous.clone(),
+            version: None,
+            sequence: None,
+            at: portcullis::lifecycle::now(),
+            by: "bench".into(),
+            reason: String::new(),
+        };
+        let started = Instant::now();
+        lifecycle.set_pin("alpha", Some(pin)).expect("pin");
+        active_is(previous).await;
+        rollbacks.push(started.elapsed());
+        lifecycle.set_pin("alpha", None).expect("unpin");
+        active_is(&newest).await;
     }
     stop.store(true, Ordering::Relaxed);
     let during = stats(evaluator.await.expect("evaluator"));
     let latency = stats(latencies);
+    let rollback = stats(rollbacks);
 
     println!("\nreleases: {releases}, debounce 50 ms, compiled-code cache on disk\n");
     println!("| hot reload | p50 ms | p99 ms |");
@@ -468,6 +498,16 @@ async fn reload_latency() {
         latency.p50.as_secs_f64() * 1e3 - 50.0,
         latency.p99.as_secs_f64() * 1e3 - 50.0
     );
+    println!(
+        "| rollback: pin written → archived release active (verify, self-test, warm-up) | {:.1} | {:.1} |",
+        rollback.p50.as_secs_f64() * 1e3,
+        rollback.p99.as_secs_f64() * 1e3
+    );
+    println!(
+        "| rollback latency minus the 50 ms debounce | {:.1} | {:.1} |",
+        rollback.p50.as_secs_f64() * 1e3 - 50.0,
+        rollback.p99.as_secs_f64() * 1e3 - 50.0
+    );
     println!("\n| trivial evaluation through the host | p50 µs | p99 µs |");
     println!("|---|---|---|");
     println!(
@@ -476,7 +516,7 @@ async fn reload_latency() {
         us(idle.p99)
     );
     println!(
-        "| during continuous releases | {} | {} |",
+        "| during continuous releases and rollbacks | {} | {} |",
         us(during.p50),
         us(during.p99)
     );

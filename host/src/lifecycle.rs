@@ -469,7 +469,16 @@ impl PolicyHost {
             Part::Pinned(_) => format!("{} (pinned)", p.name),
             Part::Candidate => format!("{} (candidate)", p.name),
         };
-        let candidate = Candidate::read(round.config, p).and_then(|c| match part {
+        let candidate = match part {
+            Part::Pinned(digest) if !p.path.exists() => Err(LoadError::Lifecycle(format!(
+                "policy {} is pinned to {digest}, which is not in the archive ({}): release \
+                 the pin or pin an archived release",
+                p.name,
+                p.path.display()
+            ))),
+            _ => Candidate::read(round.config, p),
+        };
+        let candidate = candidate.and_then(|c| match part {
             Part::Pinned(digest) if c.digest() != digest => Err(LoadError::Verification {
                 policy: p.name.clone(),
                 reason: format!(

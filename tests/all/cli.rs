@@ -278,7 +278,7 @@ fn dev_sign_signs_the_configured_policies_and_never_touches_an_operators_store()
 }
 
 #[test]
-fn check_watch_picks_up_a_re_signed_policy_and_status_shows_the_versions() {
+fn check_watch_picks_up_a_re_signed_policy_and_a_rollback_and_status_shows_them() {
     use std::io::{BufRead as _, Write as _};
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("alpha.wasm");
@@ -359,6 +359,30 @@ fn check_watch_picks_up_a_re_signed_policy_and_status_shows_the_versions() {
     };
     assert!(reloaded["generation"].as_u64().unwrap() >= 2, "{reloaded}");
 
+    // An operator rollback while it runs: the watcher sees the pin.
+    let out = portcullis()
+        .args(["rollback", "alpha", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let answer = ask();
+        if answer["policies"][0]["version"] == "1.1.0" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never rolled back: {answer}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
     let out = portcullis()
         .args(["status", "--json", "--config"])
         .arg(&config)
@@ -372,8 +396,8 @@ fn check_watch_picks_up_a_re_signed_policy_and_status_shows_the_versions() {
         .map(|v| (v["version"].to_string(), v["state"].to_string()))
         .collect();
     assert!(
-        states.contains(&("\"1.2.0\"".into(), "\"active\"".into()))
-            && states.contains(&("\"1.1.0\"".into(), "\"superseded\"".into())),
+        states.contains(&("\"1.1.0\"".into(), "\"active\"".into()))
+            && states.contains(&("\"1.2.0\"".into(), "\"superseded\"".into())),
         "{states:?}"
     );
     let out = portcullis()
@@ -383,7 +407,7 @@ fn check_watch_picks_up_a_re_signed_policy_and_status_shows_the_versions() {
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        table.contains("alpha") && table.contains("active") && table.contains("superseded"),
+        table.contains("alpha") && table.contains("active (pin)") && table.contains("superseded"),
         "{table}"
     );
     drop(stdin);

@@ -665,6 +665,16 @@ async fn rollback_pins_an_archived_release_below_the_mark_until_released() {
     assert_eq!(active_digest(&host, "alpha"), v1);
     std::fs::write(&archived, original).unwrap();
 
+    // A pin to a release that is not archived (pruned, or from another host) is
+    // refused with the way out.
+    rollback_to(&site, "alpha", &digest(&site.variant(51)));
+    let report = host.reload().await;
+    assert!(
+        !report.swapped && report.rejected[0].contains("which is not in the archive"),
+        "{report:?}"
+    );
+    assert_eq!(active_digest(&host, "alpha"), v1);
+
     // Forward again by digest (still a pin), then release the pin.
     let prefix = &v2[..20];
     succeeds(portcullis(
