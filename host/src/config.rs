@@ -93,6 +93,9 @@ pub struct PipelineConfig {
     /// Hot reload and status.
     #[serde(default)]
     pub lifecycle: LifecycleSection,
+    /// The HTTP gateway (`portcullis serve`).
+    #[serde(default)]
+    pub gateway: crate::gateway::settings::GatewaySection,
     /// The policies, in order (order matters when modifications compose).
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
@@ -292,6 +295,9 @@ impl PipelineConfig {
         }
         self.ceilings()
             .map_err(|(k, m)| invalid(format!("limits.{k}"), m))?;
+        self.gateway
+            .validate()
+            .map_err(|(k, m)| invalid(format!("gateway.{k}"), m))?;
         match (&self.trust.store, self.trust.allow_unsigned) {
             (None, false) => {
                 return Err(invalid(

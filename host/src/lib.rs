@@ -16,6 +16,7 @@
 //! * [`loader`]: verifying, compiling and self-testing a configured policy;
 //! * [`pipeline`]: stages, verdict combination and decisions;
 //! * [`openai`]: OpenAI Chat Completions payloads in and out of the contract types;
+//! * [`gateway`]: the OpenAI-compatible HTTP gateway (`portcullis serve`);
 //! * [`fixtures`]: running policies' fixtures (the CI eval gate).
 //! * [`artifact`]: signed policy artifacts (bundles, keys, the trust store).
 
@@ -24,6 +25,7 @@ pub mod bindings;
 pub mod config;
 pub mod engine;
 pub mod fixtures;
+pub mod gateway;
 pub mod lifecycle;
 pub mod loader;
 pub mod matchers;

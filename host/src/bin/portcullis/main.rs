@@ -51,6 +51,22 @@ enum Command {
         #[arg(default_value = "-")]
         input: String,
     },
+    /// Run the OpenAI-compatible gateway: every request and response goes through the
+    /// policies, which hot-reload while it runs.
+    ///
+    /// Without [gateway.upstream] it answers with the embedded mock model (a
+    /// deterministic stand-in, not a language model). Stops on Ctrl-C or SIGTERM,
+    /// finishing the requests in flight.
+    ///
+    /// Example: portcullis serve --config examples/portcullis.toml
+    Serve {
+        /// Pipeline configuration (TOML).
+        #[arg(long, short, default_value = "portcullis.toml")]
+        config: PathBuf,
+        /// Listen on this address instead of [gateway] listen.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Show the status a watching host last wrote (in its [lifecycle] dir): every
     /// policy version with its state, signers and last error, rollouts with their
     /// shadow comparison counters, and reload counters.
@@ -230,6 +246,7 @@ fn main() -> ExitCode {
                 stage,
                 input,
             } => check(&config, watch, stage, &input).await,
+            Command::Serve { config, listen } => serve(&config, listen).await,
             Command::Status { config, json } => operate::status(&config, json),
             Command::Rollback {
                 config,
@@ -273,6 +290,54 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+async fn serve(config: &Path, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
+    let options = PipelineConfig::load(config)?.engine_options();
+    let engine = portcullis::engine::Engine::new(&options)?;
+    let host = Arc::new(PolicyHost::start(&engine, config).await?);
+    host.write_status();
+    let _watch = portcullis::watch::watch(host.clone())?;
+    let gateway = portcullis::gateway::Gateway::new(host.clone()).map_err(anyhow::Error::msg)?;
+    let settings = host.config().gateway;
+    let address = listen.unwrap_or(settings.listen);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let upstream = match &settings.upstream {
+        None => "the embedded mock model (no [gateway.upstream] configured)".to_string(),
+        Some(u) => u.base_url.clone(),
+    };
+    eprintln!(
+        "portcullis gateway on http://{} (policy set generation {}, {} policies; upstream: {upstream})",
+        listener.local_addr()?,
+        host.snapshot().generation(),
+        host.snapshot().entries().len(),
+    );
+    portcullis::gateway::serve(Arc::new(gateway), listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
     }
 }
 

@@ -1029,3 +1029,6 @@ pub(crate) fn sdk_category(c: &Category) -> portcullis_sdk::Category {
         Category::Custom(name) => C::Custom(name.clone()),
     }
 }
+
+mod stream;
+pub use stream::{OutputStream, StreamStep};

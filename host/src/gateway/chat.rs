@@ -1,0 +1,287 @@
+//! `POST /v1/chat/completions`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::error::{ApiError, deny_reasons};
+use super::settings::{DeniedCall, DeniedTool};
+use super::{Gateway, set_generation, stream};
+use crate::bindings::{ChatRequest, ToolDefinition};
+use crate::config::Stage;
+use crate::openai;
+use crate::pipeline::{Action, Pipeline};
+
+/// A request admitted and checked on the way in, ready for the upstream.
+pub(super) struct Admitted {
+    /// The body to send upstream (redacted, refused tools removed).
+    pub body: Value,
+    /// The parsed request (its context names the request and client).
+    pub request: ChatRequest,
+    /// The tools still offered.
+    pub offered: Vec<ToolDefinition>,
+    /// The policy set used from start to end.
+    pub snapshot: Arc<Pipeline>,
+}
+
+pub(super) async fn completions(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = request_id(&headers);
+    let result = match admit(&gw, &headers, body, &request_id).await {
+        Ok((admitted, true)) => stream::respond(&gw, admitted).await,
+        Ok((admitted, false)) => complete(&gw, admitted).await,
+        Err(e) => Err(e),
+    };
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// Authenticate, read and parse the body, run the input stage and the tool stage on
+/// the offered tools. Returns the admitted request and whether it asks for a stream.
+async fn admit(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+    request_id: &str,
+) -> Result<(Admitted, bool), ApiError> {
+    let client = gw.clients.identify(headers)?;
+    let limit_kb = gw.settings.max_body_kb;
+    let limit = (limit_kb as usize) << 10;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit_kb));
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over {
+            ApiError::too_large(limit_kb)
+        } else {
+            ApiError::invalid(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    let mut body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+    let stream = check_fields(&body)?;
+    let request = openai::parse_request(&body, request_id, &client)
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let snapshot = gw.host.snapshot();
+
+    let input = snapshot.check_request(&request, Some(Stage::Input)).await;
+    log_decision("input", request_id, &client, &input);
+    if input.verdict == Action::Deny {
+        return Err(refused("request", &input, request_id));
+    }
+    for (index, text) in &input.modified {
+        openai::set_message_content(&mut body, *index, text);
+    }
+
+    let mut offered = request.tools.clone();
+    if !offered.is_empty() {
+        let tools = snapshot.check_request(&request, Some(Stage::Tool)).await;
+        log_decision("tools", request_id, &client, &tools);
+        if !tools.denied_tools.is_empty() {
+            if gw.settings.on_denied_tool == DeniedTool::Deny {
+                return Err(refused("request", &tools, request_id));
+            }
+            remove_tools(&mut body, &tools.denied_tools);
+            offered = offered
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !tools.denied_tools.contains(i))
+                .map(|(_, t)| t)
+                .collect();
+        }
+    }
+    Ok((
+        Admitted {
+            body,
+            request,
+            offered,
+            snapshot,
+        },
+        stream,
+    ))
+}
+
+/// A non-streaming call: upstream, then the tool stage on the calls and the output
+/// stage on the texts.
+async fn complete(gw: &Gateway, admitted: Admitted) -> Result<Response, ApiError> {
+    let Admitted {
+        body,
+        request,
+        offered,
+        snapshot,
+    } = admitted;
+    let context = &request.context;
+    let id = &context.request_id;
+    let mut response = gw.upstream.complete(&body).await.map_err(|e| e.to_api())?;
+    let parsed = openai::parse_response(&response)
+        .map_err(|e| ApiError::bad_gateway(format!("the upstream's response is not valid: {e}")))?;
+    if !parsed.calls.is_empty() {
+        let calls = snapshot
+            .check_response(context, &offered, &parsed, Some(Stage::Tool))
+            .await;
+        log_decision("calls", id, &context.client_id, &calls);
+        if !calls.denied_calls.is_empty() {
+            if gw.settings.on_denied_call == DeniedCall::Deny {
+                return Err(refused("response", &calls, id));
+            }
+            openai::remove_tool_calls(&mut response, &calls.denied_calls);
+            mark_stopped_without_calls(&mut response);
+        }
+    }
+    let parsed = openai::parse_response(&response)
+        .map_err(|e| ApiError::bad_gateway(format!("the upstream's response is not valid: {e}")))?;
+    let output = snapshot
+        .check_response(context, &offered, &parsed, Some(Stage::Output))
+        .await;
+    log_decision("output", id, &context.client_id, &output);
+    if output.verdict == Action::Deny {
+        return Err(refused("response", &output, id));
+    }
+    for (choice, text) in &output.modified {
+        openai::set_choice_content(&mut response, *choice, text);
+    }
+    let mut answer = axum::Json(response).into_response();
+    set_generation(&mut answer, snapshot.generation());
+    Ok(answer)
+}
+
+/// The refusal for a denied decision.
+pub(super) fn refused(what: &str, decision: &crate::pipeline::Decision, id: &str) -> ApiError {
+    ApiError::policy_violation(what, &deny_reasons(decision), decision.generation, id)
+}
+
+/// Check the fields the gateway itself relies on; returns `stream`.
+fn check_fields(body: &Value) -> Result<bool, ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("the request must be a JSON object"))?;
+    if let Some(model) = obj.get("model")
+        && !model.is_string()
+    {
+        return Err(ApiError::invalid("model must be a string"));
+    }
+    for key in ["max_tokens", "max_completion_tokens"] {
+        if let Some(v) = obj.get(key)
+            && !v.is_null()
+            && !v.is_u64()
+        {
+            return Err(ApiError::invalid(format!(
+                "{key} must be a non-negative integer"
+            )));
+        }
+    }
+    if let Some(tools) = obj.get("tools")
+        && !tools.is_array()
+        && !tools.is_null()
+    {
+        return Err(ApiError::invalid("tools must be an array"));
+    }
+    match obj.get("stream") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::invalid("stream must be a boolean")),
+    }
+}
+
+/// Remove the offered tools at `indices`; with none left, the tool settings go too.
+fn remove_tools(body: &mut Value, indices: &[usize]) {
+    let mut removed_names = Vec::new();
+    if let Some(tools) = body.get_mut("tools").and_then(Value::as_array_mut) {
+        let mut i = 0;
+        tools.retain(|t| {
+            let keep = !indices.contains(&i);
+            if !keep && let Some(name) = t["function"]["name"].as_str() {
+                removed_names.push(name.to_string());
+            }
+            i += 1;
+            keep
+        });
+    }
+    let obj = body.as_object_mut().expect("checked to be an object");
+    let none_left = obj
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    let forced = obj
+        .get("tool_choice")
+        .and_then(|c| c["function"]["name"].as_str())
+        .is_some_and(|n| removed_names.iter().any(|r| r == n));
+    if none_left {
+        for key in ["tools", "tool_choice", "parallel_tool_calls"] {
+            obj.remove(key);
+        }
+    } else if forced {
+        obj.remove("tool_choice");
+    }
+}
+
+/// A choice whose tool calls were all dropped ends normally.
+fn mark_stopped_without_calls(response: &mut Value) {
+    for choice in response["choices"].as_array_mut().into_iter().flatten() {
+        let calls_left = choice["message"]["tool_calls"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty());
+        if !calls_left {
+            if let Some(message) = choice["message"].as_object_mut() {
+                message.remove("tool_calls");
+            }
+            if choice["finish_reason"] == "tool_calls" {
+                choice["finish_reason"] = Value::from("stop");
+            }
+        }
+    }
+}
+
+/// The client's `x-request-id` when it is a sensible token, else a new random id.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map_or_else(
+            || {
+                let mut bytes = [0u8; 12];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+                format!("req-{}", hex::encode(bytes))
+            },
+            str::to_string,
+        )
+}
+
+pub(super) fn log_decision(
+    stage: &str,
+    request_id: &str,
+    client: &str,
+    decision: &crate::pipeline::Decision,
+) {
+    tracing::info!(
+        request_id,
+        client,
+        stage,
+        generation = decision.generation,
+        verdict = ?decision.verdict,
+        findings = decision.findings.len(),
+        "decision"
+    );
+}

@@ -1,0 +1,131 @@
+//! The HTTP gateway (`portcullis serve`): an OpenAI-compatible endpoint that runs every
+//! request and response through the active policy set.
+//!
+//! * `POST /v1/chat/completions`: input guardrails on every message → tool sandbox on
+//!   the offered tools → upstream → tool sandbox on the tool calls → output filters
+//!   (streamed through the filters' streaming instances when `stream: true`);
+//! * `GET /v1/models`: the upstream's models (the mock's name without an upstream);
+//! * `GET /healthz`: the process is up; `GET /readyz`: a policy set is active and none
+//!   of its policies is deactivated (503 with the names otherwise).
+//!
+//! `[gateway]` is read when the gateway starts (changing it takes a restart); the
+//! policies hot-reload as usual.
+
+pub mod auth;
+mod chat;
+pub mod error;
+pub mod mock;
+pub mod settings;
+mod stream;
+pub mod tokens;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use crate::lifecycle::PolicyHost;
+use auth::Clients;
+use error::ApiError;
+use settings::GatewaySection;
+use upstream::Upstream;
+
+/// The gateway's shared state.
+pub struct Gateway {
+    host: Arc<PolicyHost>,
+    upstream: Upstream,
+    clients: Clients,
+    settings: GatewaySection,
+}
+
+impl Gateway {
+    /// A gateway over `host`, configured by the `[gateway]` section of the host's
+    /// configuration. Fails when a key named by an environment variable is missing.
+    pub fn new(host: Arc<PolicyHost>) -> Result<Gateway, String> {
+        let settings = host.config().gateway;
+        Ok(Gateway {
+            upstream: Upstream::from_settings(&settings)?,
+            clients: Clients::from_settings(&settings)?,
+            settings,
+            host,
+        })
+    }
+
+    /// Whether requests go to the embedded mock model.
+    pub fn uses_mock(&self) -> bool {
+        matches!(self.upstream, Upstream::Mock(_))
+    }
+
+    /// The routes.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(chat::completions))
+            .route("/v1/models", get(models))
+            .route(
+                "/healthz",
+                get(|| async { axum::Json(json!({"status": "ok"})) }),
+            )
+            .route("/readyz", get(ready))
+            .with_state(self)
+    }
+}
+
+/// Serve `gateway` on `listener` until `shutdown` completes.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, gateway.router())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if let Err(e) = gw.clients.identify(&headers) {
+        return e.into_response();
+    }
+    match gw.upstream.models().await {
+        Ok(list) => axum::Json(list).into_response(),
+        Err(e) => e.to_api().into_response(),
+    }
+}
+
+async fn ready(State(gw): State<Arc<Gateway>>) -> Response {
+    let snapshot = gw.host.snapshot();
+    let deactivated: Vec<&str> = snapshot
+        .entries()
+        .iter()
+        .filter(|e| e.deactivated.is_some())
+        .map(|e| e.policy.name())
+        .collect();
+    if snapshot.generation() == 0 || !deactivated.is_empty() {
+        let mut e = ApiError::not_ready();
+        if !deactivated.is_empty() {
+            e.message = format!(
+                "policies deactivated (they no longer verify; their stages deny): {}",
+                deactivated.join(", ")
+            );
+        }
+        return e.into_response();
+    }
+    let mut response = axum::Json(json!({
+        "status": "ready",
+        "generation": snapshot.generation(),
+        "policies": snapshot.entries().len(),
+    }))
+    .into_response();
+    set_generation(&mut response, snapshot.generation());
+    response
+}
+
+fn set_generation(response: &mut Response, generation: u64) {
+    response
+        .headers_mut()
+        .insert("x-portcullis-generation", HeaderValue::from(generation));
+}

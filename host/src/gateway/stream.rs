@@ -1,0 +1,342 @@
+//! Streamed responses (`stream: true`): the upstream's chunks are relayed as
+//! Server-Sent Events, with each choice's text going through the output filters'
+//! streaming instances first.
+//!
+//! * Text is sent as soon as the filters release it, held back only as long as their
+//!   windows need (a secret split across chunks is still redacted).
+//! * Tool-call deltas are collected until their choice finishes, then authorized as
+//!   whole calls; only allowed calls are sent (refused ones dropped, or the stream
+//!   stopped, per `on_denied_call`).
+//! * A stream that must stop ends with a well-formed error event (the OpenAI error
+//!   object, `code: policy_violation` or an upstream error) and `[DONE]`. Nothing is
+//!   sent unscanned; a filter failure stops the stream.
+//! * A client that disconnects drops the relay, which drops the upstream request.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::chat::{Admitted, log_decision};
+use super::error::{ApiError, distinct};
+use super::settings::DeniedCall;
+use super::upstream::Chunks;
+use super::{Gateway, set_generation};
+use crate::bindings::ToolCall;
+use crate::config::Stage;
+use crate::openai::{self, ModelResponse};
+use crate::pipeline::{OutputStream, StreamStep};
+
+/// Start the upstream stream and relay it. Errors before the first byte are ordinary
+/// HTTP errors.
+pub(super) async fn respond(gw: &Arc<Gateway>, admitted: Admitted) -> Result<Response, ApiError> {
+    let chunks = gw
+        .upstream
+        .stream(&admitted.body)
+        .await
+        .map_err(|e| e.to_api())?;
+    let generation = admitted.snapshot.generation();
+    let (tx, mut rx) = mpsc::channel::<String>(32);
+    let relay = Relay {
+        tx,
+        admitted,
+        on_denied_call: gw.settings.on_denied_call,
+        choices: BTreeMap::new(),
+    };
+    tokio::spawn(relay.run(chunks));
+    let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+        .map(|data| Ok::<_, Infallible>(Event::default().data(data)));
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    set_generation(&mut response, generation);
+    Ok(response)
+}
+
+struct Relay {
+    tx: mpsc::Sender<String>,
+    admitted: Admitted,
+    on_denied_call: DeniedCall,
+    choices: BTreeMap<u64, ChoiceState>,
+}
+
+#[derive(Default)]
+struct ChoiceState {
+    filter: Option<OutputStream>,
+    /// Tool calls being streamed, by their index: id, name, arguments so far.
+    calls: BTreeMap<u64, (String, String, String)>,
+    finished: bool,
+}
+
+/// The relay stops: the client is gone, or the stream was ended.
+struct Ended;
+
+impl Relay {
+    async fn run(mut self, mut chunks: Chunks) {
+        let mut template = Value::Null;
+        loop {
+            let chunk = match chunks.next().await {
+                None => break,
+                Some(Err(e)) => {
+                    let _ = self.stop(&e.to_api()).await;
+                    return;
+                }
+                Some(Ok(chunk)) => chunk,
+            };
+            template = chunk.clone();
+            if self.relay(chunk).await.is_err() {
+                return;
+            }
+        }
+        // The upstream ended without finishing some choices: finish them now.
+        let open: Vec<u64> = self
+            .choices
+            .iter()
+            .filter(|(_, c)| !c.finished)
+            .map(|(i, _)| *i)
+            .collect();
+        for index in open {
+            if self
+                .finish_choice(&template, index, Value::Null)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = self.tx.send("[DONE]".into()).await;
+    }
+
+    async fn send(&mut self, value: &Value) -> Result<(), Ended> {
+        self.tx.send(value.to_string()).await.map_err(|_| Ended)
+    }
+
+    /// End the stream with an error event and `[DONE]`.
+    async fn stop(&mut self, error: &ApiError) -> Result<(), Ended> {
+        tracing::warn!(request_id = %self.admitted.request.context.request_id, code = error.code, "stream stopped: {}", error.message);
+        self.send(&error.body()).await?;
+        self.tx.send("[DONE]".into()).await.map_err(|_| Ended)?;
+        Err(Ended)
+    }
+
+    async fn refuse(
+        &mut self,
+        policy: &str,
+        findings: &[crate::pipeline::Reported],
+    ) -> Result<(), Ended> {
+        let reasons = distinct(findings.iter());
+        let mut error = ApiError::policy_violation(
+            "response",
+            &reasons,
+            self.admitted.snapshot.generation(),
+            &self.admitted.request.context.request_id,
+        );
+        if reasons.is_empty() && !policy.is_empty() {
+            error.message = format!("the response was refused by policy: {policy}");
+        }
+        self.stop(&error).await
+    }
+
+    /// Relay one upstream chunk.
+    async fn relay(&mut self, chunk: Value) -> Result<(), Ended> {
+        let Some(choices) = chunk["choices"].as_array().filter(|c| !c.is_empty()) else {
+            // Usage (or other choice-less) chunks pass as they are.
+            return self.send(&chunk).await;
+        };
+        for choice in choices.clone() {
+            let index = choice["index"].as_u64().unwrap_or(0);
+            self.ensure_filter(index).await?;
+            let delta = &choice["delta"];
+            let mut out = delta.clone();
+            if let Some(out) = out.as_object_mut() {
+                out.remove("content");
+                out.remove("tool_calls");
+            }
+            if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
+                let state = self.choices.get_mut(&index).expect("opened above");
+                let filter = state.filter.as_mut().expect("opened above");
+                match filter.push(text).await {
+                    StreamStep::Emit(released) => {
+                        if !released.is_empty() {
+                            out["content"] = Value::String(released);
+                        }
+                    }
+                    StreamStep::Stop { policy, findings } => {
+                        return self.refuse(&policy, &findings).await;
+                    }
+                }
+            } else if delta.get("content").is_some_and(|c| c == "") {
+                out["content"] = Value::String(String::new());
+            }
+            for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                let state = self.choices.get_mut(&index).expect("opened above");
+                let slot = state
+                    .calls
+                    .entry(call["index"].as_u64().unwrap_or(0))
+                    .or_default();
+                if let Some(id) = call["id"].as_str() {
+                    slot.0 = id.to_string();
+                }
+                if let Some(name) = call["function"]["name"].as_str() {
+                    slot.1.push_str(name);
+                }
+                if let Some(arguments) = call["function"]["arguments"].as_str() {
+                    slot.2.push_str(arguments);
+                }
+            }
+            if out.as_object().is_some_and(|o| !o.is_empty()) {
+                self.send(&with_choice(&chunk, index, out, Value::Null))
+                    .await?;
+            }
+            let finish = choice["finish_reason"].clone();
+            if !finish.is_null() {
+                self.finish_choice(&chunk, index, finish).await?;
+            }
+        }
+        if chunk.get("usage").is_some_and(|u| !u.is_null()) {
+            let mut usage = chunk.clone();
+            usage["choices"] = json!([]);
+            self.send(&usage).await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_filter(&mut self, index: u64) -> Result<(), Ended> {
+        if self.choices.get(&index).is_some_and(|c| c.filter.is_some()) {
+            return Ok(());
+        }
+        let context = &self.admitted.request.context;
+        match self
+            .admitted
+            .snapshot
+            .open_output_stream(context, index as u32)
+            .await
+        {
+            Ok(filter) => {
+                self.choices.entry(index).or_default().filter = Some(filter);
+                Ok(())
+            }
+            Err(StreamStep::Stop { policy, findings }) => self.refuse(&policy, &findings).await,
+            Err(StreamStep::Emit(_)) => Ok(()),
+        }
+    }
+
+    /// The choice ended: release what the filters hold back, authorize the collected
+    /// tool calls, then forward the finish.
+    async fn finish_choice(
+        &mut self,
+        chunk: &Value,
+        index: u64,
+        finish: Value,
+    ) -> Result<(), Ended> {
+        self.ensure_filter(index).await?;
+        let state = self.choices.get_mut(&index).expect("opened above");
+        state.finished = true;
+        let filter = state.filter.as_mut().expect("opened above");
+        match filter.finish().await {
+            StreamStep::Emit(rest) => {
+                if !rest.is_empty() {
+                    self.send(&with_choice(
+                        chunk,
+                        index,
+                        json!({"content": rest}),
+                        Value::Null,
+                    ))
+                    .await?;
+                }
+            }
+            StreamStep::Stop { policy, findings } => return self.refuse(&policy, &findings).await,
+        }
+        let state = self.choices.get_mut(&index).expect("opened above");
+        let calls = std::mem::take(&mut state.calls);
+        let mut finish = finish;
+        if !calls.is_empty() {
+            let allowed = self.authorize(index, calls).await?;
+            if allowed.is_empty() {
+                if finish == "tool_calls" {
+                    finish = Value::from("stop");
+                }
+            } else {
+                self.send(&with_choice(
+                    chunk,
+                    index,
+                    json!({"tool_calls": allowed}),
+                    Value::Null,
+                ))
+                .await?;
+            }
+        }
+        if !finish.is_null() {
+            self.send(&with_choice(chunk, index, json!({}), finish))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Authorize whole tool calls; returns the allowed ones as stream deltas.
+    async fn authorize(
+        &mut self,
+        choice: u64,
+        calls: BTreeMap<u64, (String, String, String)>,
+    ) -> Result<Vec<Value>, Ended> {
+        let a = &self.admitted;
+        let response = ModelResponse {
+            model: String::new(),
+            texts: Vec::new(),
+            calls: calls
+                .values()
+                .map(|(id, name, arguments)| {
+                    let (server, name) = openai::split_tool_name(name);
+                    (
+                        choice as usize,
+                        ToolCall {
+                            id: id.clone(),
+                            server,
+                            name,
+                            arguments: arguments.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let decision = a
+            .snapshot
+            .check_response(&a.request.context, &a.offered, &response, Some(Stage::Tool))
+            .await;
+        let context = &a.request.context;
+        log_decision("calls", &context.request_id, &context.client_id, &decision);
+        if !decision.denied_calls.is_empty() && self.on_denied_call == DeniedCall::Deny {
+            self.stop(&super::chat::refused(
+                "response",
+                &decision,
+                &context.request_id,
+            ))
+            .await?;
+        }
+        Ok(calls
+            .into_iter()
+            .enumerate()
+            .filter(|(position, _)| !decision.denied_calls.contains(position))
+            .enumerate()
+            .map(|(n, (_, (_, (id, name, arguments))))| {
+                json!({"index": n, "id": id, "type": "function",
+                       "function": {"name": name, "arguments": arguments}})
+            })
+            .collect())
+    }
+}
+
+/// `chunk` with only choice `index`, carrying `delta` and `finish_reason`.
+fn with_choice(chunk: &Value, index: u64, delta: Value, finish: Value) -> Value {
+    let mut out = chunk.clone();
+    if let Some(obj) = out.as_object_mut() {
+        obj.remove("usage");
+    }
+    out["choices"] = json!([{"index": index, "delta": delta, "finish_reason": finish}]);
+    out
+}
