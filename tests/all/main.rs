@@ -3,6 +3,7 @@
 mod cache;
 mod cli;
 mod fuzz;
+mod gateway;
 mod hostile;
 mod lifecycle;
 mod pipeline;
