@@ -22,7 +22,7 @@ pub struct ApiError {
     /// The offending field, when there is one.
     pub param: Option<String>,
     /// Extra members of the error object (policy decisions).
-    pub details: Option<Value>,
+    pub details: Option<Box<Value>>,
     /// `Retry-After` seconds.
     pub retry_after: Option<u64>,
 }
@@ -123,7 +123,7 @@ impl ApiError {
             format!("the {what} was refused by policy: {}", named.join(", "))
         };
         ApiError {
-            details: Some(json!({
+            details: Some(Box::new(json!({
                 "request_id": request_id,
                 "generation": generation,
                 "findings": reasons.iter().map(|r| json!({
@@ -131,7 +131,7 @@ impl ApiError {
                     "category": r.category,
                     "severity": r.severity,
                 })).collect::<Vec<_>>(),
-            })),
+            }))),
             ..Self::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
@@ -150,7 +150,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(details) = &self.details {
-            error["portcullis"] = details.clone();
+            error["portcullis"] = (**details).clone();
         }
         json!({ "error": error })
     }
