@@ -530,3 +530,46 @@ fn no_request_body_crashes_the_gateway() {
     let (status, _) = runtime.block_on(gw.chat(user("still serving")));
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn token_budgets_reserve_at_admission_and_refuse_with_retry_after() {
+    let upstream = Upstream::start().await;
+    let extra = format!(
+        "{}\n[[gateway.clients]]\nid = \"metered\"\nkey_sha256 = \"{}\"\ntokens_per_minute = 200\n",
+        upstream
+            .config()
+            .replace("timeout_ms = 500", "timeout_ms = 5000"),
+        portcullis::artifact::statement::sha256_hex(b"sk-metered"),
+    );
+    let gw = Running::start(move |t| t + &extra).await;
+    // A stream in flight holds its reservation (prompt + max_tokens)...
+    let mut body = user("sing an endless song");
+    body["stream"] = json!(true);
+    body["max_tokens"] = json!(120);
+    let first = gw.post(body.to_string(), Some("sk-metered")).await;
+    assert_eq!(first.status(), 200);
+    let mut first = first.bytes_stream();
+    first.next().await.unwrap().unwrap();
+    // ...so a concurrent request that would overspend is refused, with Retry-After.
+    let mut body = user("hi");
+    body["max_tokens"] = json!(100);
+    let response = gw.post(body.to_string(), Some("sk-metered")).await;
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "rate_limit_exceeded");
+    // A request larger than the whole budget can never pass: no Retry-After.
+    let mut body = user("hi");
+    body["max_tokens"] = json!(500);
+    let response = gw.post(body.to_string(), Some("sk-metered")).await;
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().get("retry-after").is_none());
+    // Other clients have their own budgets (the dev client has none).
+    assert_eq!(gw.chat(user("hi")).await.0, 200);
+    drop(first);
+}

@@ -8,9 +8,10 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::budget::Reservation;
 use super::error::{ApiError, deny_reasons};
 use super::settings::{DeniedCall, DeniedTool};
-use super::{Gateway, set_generation, stream};
+use super::{Gateway, set_generation, stream, tokens};
 use crate::bindings::{ChatRequest, ToolDefinition};
 use crate::config::Stage;
 use crate::openai;
@@ -26,6 +27,19 @@ pub(super) struct Admitted {
     pub offered: Vec<ToolDefinition>,
     /// The policy set used from start to end.
     pub snapshot: Arc<Pipeline>,
+    /// Prompt tokens of the body as sent.
+    pub prompt_tokens: u64,
+    /// The client's budget reservation, if it has a budget.
+    pub reservation: Option<Reservation>,
+}
+
+impl Admitted {
+    /// Settle the budget reservation to `used` tokens.
+    pub fn settle(&mut self, used: u64) {
+        if let Some(r) = self.reservation.take() {
+            r.settle(used);
+        }
+    }
 }
 
 pub(super) async fn completions(
@@ -78,27 +92,68 @@ async fn admit(
     let stream = check_fields(&body)?;
     let request = openai::parse_request(&body, request_id, &client)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    let snapshot = gw.host.snapshot();
+    let completion = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| body[*k].as_u64());
+    let prompt_tokens = tokens::prompt_tokens(&body);
+    let reservation = gw.budgets.reserve(
+        &client,
+        prompt_tokens + completion.unwrap_or(gw.settings.default_max_tokens),
+        unix_now(),
+    )?;
+    if reservation.is_some() && completion.is_none() {
+        // The reservation bounds the completion: make the upstream honour it.
+        body["max_tokens"] = Value::from(gw.settings.default_max_tokens);
+    }
+    let mut admitted = Admitted {
+        body,
+        request,
+        offered: Vec::new(),
+        snapshot: gw.host.snapshot(),
+        prompt_tokens,
+        reservation,
+    };
+    match screen(gw, &mut admitted).await {
+        Ok(()) => Ok((admitted, stream)),
+        Err(e) => {
+            // Refused before the model saw it: nothing was spent.
+            admitted.settle(0);
+            Err(e)
+        }
+    }
+}
 
-    let input = snapshot.check_request(&request, Some(Stage::Input)).await;
-    log_decision("input", request_id, &client, &input);
+/// The input stage on every message, then the tool stage on the offered tools.
+async fn screen(gw: &Gateway, admitted: &mut Admitted) -> Result<(), ApiError> {
+    let Admitted {
+        body,
+        request,
+        offered,
+        snapshot,
+        ..
+    } = admitted;
+    let request_id = request.context.request_id.clone();
+    let client = request.context.client_id.clone();
+
+    let input = snapshot.check_request(request, Some(Stage::Input)).await;
+    log_decision("input", &request_id, &client, &input);
     if input.verdict == Action::Deny {
-        return Err(refused("request", &input, request_id));
+        return Err(refused("request", &input, &request_id));
     }
     for (index, text) in &input.modified {
-        openai::set_message_content(&mut body, *index, text);
+        openai::set_message_content(body, *index, text);
     }
 
-    let mut offered = request.tools.clone();
+    *offered = request.tools.clone();
     if !offered.is_empty() {
-        let tools = snapshot.check_request(&request, Some(Stage::Tool)).await;
-        log_decision("tools", request_id, &client, &tools);
+        let tools = snapshot.check_request(request, Some(Stage::Tool)).await;
+        log_decision("tools", &request_id, &client, &tools);
         if !tools.denied_tools.is_empty() {
             if gw.settings.on_denied_tool == DeniedTool::Deny {
-                return Err(refused("request", &tools, request_id));
+                return Err(refused("request", &tools, &request_id));
             }
-            remove_tools(&mut body, &tools.denied_tools);
-            offered = offered
+            remove_tools(body, &tools.denied_tools);
+            *offered = std::mem::take(offered)
                 .into_iter()
                 .enumerate()
                 .filter(|(i, _)| !tools.denied_tools.contains(i))
@@ -106,29 +161,28 @@ async fn admit(
                 .collect();
         }
     }
-    Ok((
-        Admitted {
-            body,
-            request,
-            offered,
-            snapshot,
-        },
-        stream,
-    ))
+    Ok(())
 }
 
 /// A non-streaming call: upstream, then the tool stage on the calls and the output
 /// stage on the texts.
-async fn complete(gw: &Gateway, admitted: Admitted) -> Result<Response, ApiError> {
+async fn complete(gw: &Gateway, mut admitted: Admitted) -> Result<Response, ApiError> {
+    let mut response = match gw.upstream.complete(&admitted.body).await {
+        Ok(response) => response,
+        Err(e) => {
+            admitted.settle(e.tokens_spent(admitted.prompt_tokens));
+            return Err(e.to_api());
+        }
+    };
+    admitted.settle(usage_of(&response, admitted.prompt_tokens));
     let Admitted {
-        body,
         request,
         offered,
         snapshot,
+        ..
     } = admitted;
     let context = &request.context;
     let id = &context.request_id;
-    let mut response = gw.upstream.complete(&body).await.map_err(|e| e.to_api())?;
     let parsed = openai::parse_response(&response)
         .map_err(|e| ApiError::bad_gateway(format!("the upstream's response is not valid: {e}")))?;
     if !parsed.calls.is_empty() {
@@ -159,6 +213,26 @@ async fn complete(gw: &Gateway, admitted: Admitted) -> Result<Response, ApiError
     let mut answer = axum::Json(response).into_response();
     set_generation(&mut answer, snapshot.generation());
     Ok(answer)
+}
+
+/// Tokens a response used: the upstream's `usage.total_tokens`, else the prompt plus
+/// the counted completion text.
+fn usage_of(response: &Value, prompt_tokens: u64) -> u64 {
+    response["usage"]["total_tokens"]
+        .as_u64()
+        .unwrap_or_else(|| {
+            let texts = response["choices"].as_array().into_iter().flatten();
+            prompt_tokens
+                + texts
+                    .map(|c| tokens::count(c["message"]["content"].as_str().unwrap_or_default()))
+                    .sum::<u64>()
+        })
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The refusal for a denied decision.

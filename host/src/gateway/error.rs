@@ -75,6 +75,16 @@ impl ApiError {
         )
     }
 
+    /// 429: over the client's token budget.
+    pub fn rate_limited(message: String) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            message,
+        )
+    }
+
     /// 502: the upstream failed or answered something unusable.
     pub fn bad_gateway(message: impl Into<String>) -> Self {
         Self::new(

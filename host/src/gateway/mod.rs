@@ -12,6 +12,7 @@
 //! policies hot-reload as usual.
 
 pub mod auth;
+pub mod budget;
 mod chat;
 pub mod error;
 pub mod mock;
@@ -40,6 +41,7 @@ pub struct Gateway {
     host: Arc<PolicyHost>,
     upstream: Upstream,
     clients: Clients,
+    budgets: Arc<budget::Budgets>,
     settings: GatewaySection,
 }
 
@@ -51,6 +53,7 @@ impl Gateway {
         Ok(Gateway {
             upstream: Upstream::from_settings(&settings)?,
             clients: Clients::from_settings(&settings)?,
+            budgets: Arc::new(budget::Budgets::from_settings(&settings)),
             settings,
             host,
         })

@@ -16,6 +16,8 @@
 //! [[gateway.clients]]                # API keys the gateway accepts
 //! id = "team-a"
 //! key_sha256 = "9f86d08..."          # SHA-256 (hex) of the key: the file holds no secret
+//! tokens_per_minute = 20000          # token budgets (prompt + completion), optional
+//! tokens_per_day = 1000000
 //! ```
 
 use std::net::SocketAddr;
@@ -43,6 +45,9 @@ pub struct GatewaySection {
     /// Admit requests without an API key as client `anonymous`. Off by default: a
     /// gateway without clients refuses everything.
     pub allow_anonymous: bool,
+    /// Completion tokens reserved against a budget when a request sets no
+    /// `max_tokens` / `max_completion_tokens`.
+    pub default_max_tokens: u64,
 }
 
 impl Default for GatewaySection {
@@ -56,6 +61,7 @@ impl Default for GatewaySection {
             mock: MockSection::default(),
             clients: Vec::new(),
             allow_anonymous: false,
+            default_max_tokens: 1024,
         }
     }
 }
@@ -166,6 +172,12 @@ pub struct ClientSection {
     /// Or: an environment variable holding the API key.
     #[serde(default)]
     pub key_env: Option<String>,
+    /// Token budget per minute (prompt + completion); none: unlimited.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Token budget per UTC day.
+    #[serde(default)]
+    pub tokens_per_day: Option<u64>,
 }
 
 impl GatewaySection {

@@ -26,7 +26,7 @@ use super::chat::{Admitted, log_decision};
 use super::error::{ApiError, distinct};
 use super::settings::DeniedCall;
 use super::upstream::Chunks;
-use super::{Gateway, set_generation};
+use super::{Gateway, set_generation, tokens};
 use crate::bindings::ToolCall;
 use crate::config::Stage;
 use crate::openai::{self, ModelResponse};
@@ -34,12 +34,17 @@ use crate::pipeline::{OutputStream, StreamStep};
 
 /// Start the upstream stream and relay it. Errors before the first byte are ordinary
 /// HTTP errors.
-pub(super) async fn respond(gw: &Arc<Gateway>, admitted: Admitted) -> Result<Response, ApiError> {
-    let chunks = gw
-        .upstream
-        .stream(&admitted.body)
-        .await
-        .map_err(|e| e.to_api())?;
+pub(super) async fn respond(
+    gw: &Arc<Gateway>,
+    mut admitted: Admitted,
+) -> Result<Response, ApiError> {
+    let chunks = match gw.upstream.stream(&admitted.body).await {
+        Ok(chunks) => chunks,
+        Err(e) => {
+            admitted.settle(e.tokens_spent(admitted.prompt_tokens));
+            return Err(e.to_api());
+        }
+    };
     let generation = admitted.snapshot.generation();
     let (tx, mut rx) = mpsc::channel::<String>(32);
     let relay = Relay {
@@ -47,6 +52,8 @@ pub(super) async fn respond(gw: &Arc<Gateway>, admitted: Admitted) -> Result<Res
         admitted,
         on_denied_call: gw.settings.on_denied_call,
         choices: BTreeMap::new(),
+        usage: None,
+        generated: 0,
     };
     tokio::spawn(relay.run(chunks));
     let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
@@ -63,6 +70,10 @@ struct Relay {
     admitted: Admitted,
     on_denied_call: DeniedCall,
     choices: BTreeMap<u64, ChoiceState>,
+    /// The upstream's reported `usage.total_tokens`.
+    usage: Option<u64>,
+    /// Completion tokens counted in the upstream's text so far.
+    generated: u64,
 }
 
 #[derive(Default)]
@@ -77,7 +88,18 @@ struct ChoiceState {
 struct Ended;
 
 impl Relay {
-    async fn run(mut self, mut chunks: Chunks) {
+    /// Relay the whole stream, then settle the budget reservation: the upstream's
+    /// usage when it reported one, else the prompt plus the tokens counted in what it
+    /// generated (up to a hang-up, which cancels the upstream).
+    async fn run(mut self, chunks: Chunks) {
+        self.relay_all(chunks).await;
+        let used = self
+            .usage
+            .unwrap_or(self.admitted.prompt_tokens + self.generated);
+        self.admitted.settle(used);
+    }
+
+    async fn relay_all(&mut self, mut chunks: Chunks) {
         let mut template = Value::Null;
         loop {
             let chunk = match chunks.next().await {
@@ -144,6 +166,17 @@ impl Relay {
 
     /// Relay one upstream chunk.
     async fn relay(&mut self, chunk: Value) -> Result<(), Ended> {
+        if let Some(total) = chunk["usage"]["total_tokens"].as_u64() {
+            self.usage = Some(total);
+        }
+        for c in chunk["choices"].as_array().into_iter().flatten() {
+            let delta = &c["delta"];
+            self.generated += tokens::count(delta["content"].as_str().unwrap_or_default());
+            for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                self.generated +=
+                    tokens::count(call["function"]["arguments"].as_str().unwrap_or_default());
+            }
+        }
         let Some(choices) = chunk["choices"].as_array().filter(|c| !c.is_empty()) else {
             // Usage (or other choice-less) chunks pass as they are.
             return self.send(&chunk).await;

@@ -56,6 +56,16 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// What a failed call is charged against a budget: nothing when the upstream
+    /// refused the request, the prompt when it may have processed it.
+    pub fn tokens_spent(&self, prompt_tokens: u64) -> u64 {
+        match self {
+            UpstreamError::Unreachable(_) => 0,
+            UpstreamError::Status { status, .. } if (400..500).contains(status) => 0,
+            _ => prompt_tokens,
+        }
+    }
+
     /// The answer the client gets. An upstream 4xx (the request was not acceptable to
     /// the model server) is passed through with its error object; anything else is
     /// a 502 or 504.
