@@ -17,11 +17,13 @@
 //! * [`pipeline`]: stages, verdict combination and decisions;
 //! * [`openai`]: OpenAI Chat Completions payloads in and out of the contract types;
 //! * [`gateway`]: the OpenAI-compatible HTTP gateway (`portcullis serve`);
+//! * [`check`]: checking one request or response payload (`portcullis check`, check API);
 //! * [`fixtures`]: running policies' fixtures (the CI eval gate).
 //! * [`artifact`]: signed policy artifacts (bundles, keys, the trust store).
 
 pub mod artifact;
 pub mod bindings;
+pub mod check;
 pub mod config;
 pub mod engine;
 pub mod fixtures;

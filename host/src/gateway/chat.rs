@@ -69,26 +69,7 @@ async fn admit(
     request_id: &str,
 ) -> Result<(Admitted, bool), ApiError> {
     let client = gw.clients.identify(headers)?;
-    let limit_kb = gw.settings.max_body_kb;
-    let limit = (limit_kb as usize) << 10;
-    let declared = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::too_large(limit_kb));
-    }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let over = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if over {
-            ApiError::too_large(limit_kb)
-        } else {
-            ApiError::invalid(format!("cannot read the request body: {e}"))
-        }
-    })?;
-    let mut body: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))?;
+    let mut body = read_json(gw, headers, body).await?;
     let stream = check_fields(&body)?;
     let request = openai::parse_request(&body, request_id, &client)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
@@ -162,6 +143,34 @@ async fn screen(gw: &Gateway, admitted: &mut Admitted) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// The request body as JSON, at most `[gateway] max_body_kb` (413 beyond).
+pub(super) async fn read_json(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Value, ApiError> {
+    let limit_kb = gw.settings.max_body_kb;
+    let limit = (limit_kb as usize) << 10;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit_kb));
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over {
+            ApiError::too_large(limit_kb)
+        } else {
+            ApiError::invalid(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid(format!("the body is not valid JSON: {e}")))
 }
 
 /// A non-streaming call: upstream, then the tool stage on the calls and the output
@@ -323,7 +332,7 @@ fn mark_stopped_without_calls(response: &mut Value) {
 }
 
 /// The client's `x-request-id` when it is a sensible token, else a new random id.
-fn request_id(headers: &HeaderMap) -> String {
+pub(super) fn request_id(headers: &HeaderMap) -> String {
     headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())

@@ -75,6 +75,16 @@ impl ApiError {
         )
     }
 
+    /// 404: no such endpoint.
+    pub fn not_found(message: String) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "not_found",
+            message,
+        )
+    }
+
     /// 429: over the client's token budget.
     pub fn rate_limited(message: String) -> Self {
         Self::new(

@@ -5,6 +5,8 @@
 //!   the offered tools → upstream → tool sandbox on the tool calls → output filters
 //!   (streamed through the filters' streaming instances when `stream: true`);
 //! * `GET /v1/models`: the upstream's models (the mock's name without an upstream);
+//! * `POST /v1/check/{input,tool,output}` and `/v1/check/auth`: the check API for other
+//!   gateways (see `gateway/check.rs`);
 //! * `GET /healthz`: the process is up; `GET /readyz`: a policy set is active and none
 //!   of its policies is deactivated (503 with the names otherwise).
 //!
@@ -14,6 +16,7 @@
 pub mod auth;
 pub mod budget;
 mod chat;
+mod check;
 pub mod error;
 pub mod mock;
 pub mod settings;
@@ -69,6 +72,8 @@ impl Gateway {
         Router::new()
             .route("/v1/chat/completions", post(chat::completions))
             .route("/v1/models", get(models))
+            .route("/v1/check/auth", post(check::auth))
+            .route("/v1/check/{stage}", post(check::stage))
             .route(
                 "/healthz",
                 get(|| async { axum::Json(json!({"status": "ok"})) }),

@@ -9,8 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use portcullis::config::{PipelineConfig, Stage};
 use portcullis::lifecycle::PolicyHost;
-use portcullis::openai;
-use portcullis::pipeline::{Action, Decision, Pipeline};
+use portcullis::pipeline::Pipeline;
 use serde_json::{Value, json};
 
 mod dev;
@@ -384,60 +383,16 @@ async fn check_line(
     n: usize,
     line: &str,
 ) -> Result<Value, String> {
-    let mut body: Value =
+    let body: Value =
         serde_json::from_str(line).map_err(|e| format!("line {n}: invalid JSON: {e}"))?;
     let id = body
         .get("id")
         .and_then(Value::as_str)
         .map_or_else(|| format!("line-{n}"), str::to_string);
-    let is_response = match stage {
-        Some(Stage::Output) => true,
-        Some(_) => false,
-        None => body.get("choices").is_some() && body.get("messages").is_none(),
-    };
-    let bad = |e: openai::PayloadError| format!("line {n}: {e}");
-    let decision: Decision;
-    if is_response {
-        let response = openai::parse_response(&body).map_err(bad)?;
-        let tools = openai::parse_tools(body.get("tools")).map_err(bad)?;
-        let context = portcullis::bindings::RequestContext {
-            request_id: id.clone(),
-            client_id: "cli".into(),
-            model: response.model.clone(),
-            metadata: Vec::new(),
-        };
-        decision = pipeline
-            .check_response(&context, &tools, &response, stage)
-            .await;
-        for (choice, text) in &decision.modified {
-            openai::set_choice_content(&mut body, *choice, text);
-        }
-        openai::remove_tool_calls(&mut body, &decision.denied_calls);
-    } else {
-        let request = openai::parse_request(&body, &id, "cli").map_err(bad)?;
-        decision = pipeline.check_request(&request, stage).await;
-        for (index, text) in &decision.modified {
-            openai::set_message_content(&mut body, *index, text);
-        }
-    }
-    let mut out = json!({
-        "id": id,
-        "generation": decision.generation,
-        "kind": if is_response { "response" } else { "request" },
-        "verdict": decision.verdict,
-        "findings": decision.findings,
-        "policies": decision.runs,
-    });
-    if !decision.denied_tools.is_empty() {
-        out["denied_tools"] = json!(decision.denied_tools);
-    }
-    if !decision.denied_calls.is_empty() {
-        out["denied_calls"] = json!(decision.denied_calls);
-    }
-    if decision.verdict == Action::Modify {
-        out["modified"] = body;
-    }
-    Ok(out)
+    portcullis::check::check_payload(pipeline, body, stage, &id, "cli")
+        .await
+        .map(|checked| checked.json)
+        .map_err(|e| format!("line {n}: {e}"))
 }
 
 async fn test(config: &Path) -> anyhow::Result<ExitCode> {

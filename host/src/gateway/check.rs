@@ -1,0 +1,121 @@
+//! The check API, for gateways that keep their own proxy:
+//!
+//! * `POST /v1/check/input`, `/v1/check/tool`, `/v1/check/output`: the same JSON as a
+//!   `portcullis check` line (a Chat Completions request, or a response with the
+//!   offered `tools`); the answer is the decision (`verdict`, `findings`, `policies`,
+//!   `modified`, ...), always 200 when the payload could be checked.
+//! * `POST /v1/check/auth`: an authorization subrequest (NGINX `auth_request`, Envoy
+//!   `ext_authz` over HTTP). The body is the original chat request; the answer is 200
+//!   when the input guardrails and the tool sandbox allow it, 403 otherwise. A
+//!   `modify` verdict cannot be applied by the proxy, so it is 403 too unless the
+//!   subrequest asks `?on_modify=allow`. A body that cannot be checked is 403: the
+//!   proxy must not forward what was not checked. The headers `x-portcullis-verdict`,
+//!   `x-portcullis-request-id` and `x-portcullis-generation` carry the outcome.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Gateway;
+use super::chat::{log_decision, read_json, request_id};
+use super::error::ApiError;
+use crate::check::check_payload;
+use crate::config::Stage;
+use crate::pipeline::Action;
+
+/// `POST /v1/check/{stage}`.
+pub(super) async fn stage(
+    State(gw): State<Arc<Gateway>>,
+    Path(stage): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let stage = match stage.as_str() {
+        "input" => Stage::Input,
+        "tool" => Stage::Tool,
+        "output" => Stage::Output,
+        other => {
+            return ApiError::not_found(format!(
+                "no check endpoint {other:?}: use input, tool, output or auth"
+            ))
+            .into_response();
+        }
+    };
+    let id = request_id(&headers);
+    let result = async {
+        let client = gw.clients.identify(&headers)?;
+        let body = read_json(&gw, &headers, body).await?;
+        let checked = check_payload(&gw.host.snapshot(), body, Some(stage), &id, &client)
+            .await
+            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        log_decision(stage.name(), &id, &client, &checked.decision);
+        Ok::<_, ApiError>(axum::Json(checked.json).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(Deserialize)]
+pub(super) struct AuthQuery {
+    #[serde(default)]
+    on_modify: Option<String>,
+}
+
+/// `POST /v1/check/auth`.
+pub(super) async fn auth(
+    State(gw): State<Arc<Gateway>>,
+    Query(query): Query<AuthQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let id = request_id(&headers);
+    let client = match gw.clients.identify(&headers) {
+        Ok(client) => client,
+        Err(e) => return e.into_response(),
+    };
+    let checked = match read_json(&gw, &headers, body).await {
+        Ok(body) => check_payload(&gw.host.snapshot(), body, None, &id, &client)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.message),
+    };
+    let (status, verdict, body) = match checked {
+        Err(reason) => (
+            StatusCode::FORBIDDEN,
+            "unchecked",
+            json!({"verdict": "unchecked", "error": reason}),
+        ),
+        Ok(checked) => {
+            log_decision("auth", &id, &client, &checked.decision);
+            let verdict = checked.decision.verdict;
+            let pass = verdict == Action::Allow
+                || (verdict == Action::Modify && query.on_modify.as_deref() == Some("allow"));
+            let name = match verdict {
+                Action::Allow => "allow",
+                Action::Deny => "deny",
+                Action::Modify => "modify",
+            };
+            let status = if pass {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            (status, name, checked.json)
+        }
+    };
+    let mut response = (status, axum::Json(body.clone())).into_response();
+    let headers = response.headers_mut();
+    headers.insert("x-portcullis-verdict", HeaderValue::from_static(verdict));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        headers.insert("x-portcullis-request-id", v);
+    }
+    if let Some(generation) = body["generation"].as_u64() {
+        headers.insert("x-portcullis-generation", HeaderValue::from(generation));
+    }
+    response
+}
