@@ -171,8 +171,26 @@ fn check_allowed(v: &bindings::Verdict) -> bool {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     support::guests();
-    let limits = Limits::default();
     println!("iterations per row: {}\n", iters());
+    if section("eval") {
+        evaluation().await;
+    }
+    if section("reload") {
+        reload_latency().await;
+    }
+    if section("gateway") {
+        gateway_streaming().await;
+    }
+}
+
+/// Whether `name` (eval, reload, gateway) is among `BENCH_SECTIONS` (default: all).
+fn section(name: &str) -> bool {
+    std::env::var("BENCH_SECTIONS").map_or(true, |s| s.split(',').any(|x| x.trim() == name))
+}
+
+/// Evaluation cost per policy, WebAssembly against native.
+async fn evaluation() {
+    let limits = Limits::default();
     println!(
         "| evaluation (fresh instance each run) | wasm p50 µs | wasm p99 µs | native p50 µs | native p99 µs | wasm/native p50 |"
     );
@@ -344,7 +362,148 @@ async fn main() {
         &wasm,
         Some(&native),
     );
-    reload_latency().await;
+}
+
+/// Streaming through the gateway: time to the first content token and to the end of
+/// a streamed answer, straight from the mock model's HTTP server (baseline) and
+/// through `portcullis serve` with the example policies in front of that same server.
+async fn gateway_streaming() {
+    use futures::StreamExt as _;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = support::guests()
+        .ancestors()
+        .nth(3)
+        .expect("workspace root")
+        .to_path_buf();
+    let example = std::fs::read_to_string(root.join("examples/portcullis.toml")).expect("example");
+    let settings = PipelineConfig::parse(&example, std::path::Path::new("x.toml"), root.clone())
+        .expect("example parses")
+        .gateway;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let upstream_address = upstream.local_addr().expect("address");
+    tokio::spawn(portcullis::gateway::mock::serve(
+        upstream,
+        portcullis::gateway::mock::MockModel::new(settings.mock.clone()),
+    ));
+    let text = example
+        .replace(
+            "../target/wasm32-wasip2/policy/",
+            &format!("{}/", support::guests().display()),
+        )
+        .replace(
+            "store = \"../target/portcullis-dev/trust.toml\"",
+            "allow_unsigned = true # the benchmark measures serving, not loading",
+        )
+        .replace(
+            "dir = \"../target/portcullis-dev/lifecycle\"",
+            &format!("dir = \"{}/lifecycle\"", dir.path().display()),
+        )
+        .replace("\"../policies/", &format!("\"{}/policies/", root.display()))
+        + &format!("\n[gateway.upstream]\nbase_url = \"http://{upstream_address}/v1\"\n");
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(&config, text).expect("config");
+    let host = Arc::new(
+        portcullis::lifecycle::PolicyHost::start(&support::engine(), &config)
+            .await
+            .expect("host starts"),
+    );
+    let gateway = Arc::new(portcullis::gateway::Gateway::new(host).expect("gateway"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let gateway_address = listener.local_addr().expect("address");
+    tokio::spawn(portcullis::gateway::serve(
+        gateway,
+        listener,
+        std::future::pending(),
+    ));
+
+    let client = reqwest::Client::new();
+    // One streamed call: (time to the first non-empty content delta, time to [DONE]).
+    let call = async |address: std::net::SocketAddr, message: &str| {
+        let body = serde_json::json!({"stream": true,
+            "messages": [{"role": "user", "content": message}]});
+        let started = Instant::now();
+        let response = client
+            .post(format!("http://{address}/v1/chat/completions"))
+            .bearer_auth("sk-portcullis-dev")
+            .json(&body)
+            .send()
+            .await
+            .expect("response");
+        let mut events = response.bytes_stream();
+        let mut first = None;
+        let mut seen = String::new();
+        while let Some(bytes) = events.next().await {
+            seen.push_str(&String::from_utf8_lossy(&bytes.expect("bytes")));
+            if first.is_none() && seen.contains("\"content\":\"") && has_content(&seen) {
+                first = Some(started.elapsed());
+            }
+        }
+        assert!(seen.contains("[DONE]"), "{seen}");
+        (
+            first.unwrap_or_else(|| started.elapsed()),
+            started.elapsed(),
+        )
+    };
+    let n = (iters() / 30).max(30);
+    println!("\nstreamed answers: {n} per row, mock chunks of 8 characters\n");
+    println!(
+        "| streamed answer | direct TTFT p50 ms | gateway TTFT p50 ms | direct total p50 ms | gateway total p50 ms | gateway total p99 ms | added per chunk µs |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (label, message) in [
+        (
+            "short echo (~60 characters, 8 chunks)",
+            "hello, please repeat this short sentence".to_string(),
+        ),
+        ("long echo (~2 KB, 260 chunks)", prompt(2048)),
+        ("longer echo (~8 KB, 1000 chunks)", prompt(8192)),
+    ] {
+        let chunks = (message.len() + 10).div_ceil(8) as f64;
+        let mut direct = (Vec::new(), Vec::new());
+        let mut through = (Vec::new(), Vec::new());
+        for _ in 0..n {
+            let (f, t) = call(upstream_address, &message).await;
+            direct.0.push(f);
+            direct.1.push(t);
+            let (f, t) = call(gateway_address, &message).await;
+            through.0.push(f);
+            through.1.push(t);
+        }
+        let (d0, d1, g0, g1) = (
+            stats(direct.0),
+            stats(direct.1),
+            stats(through.0),
+            stats(through.1),
+        );
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "| {label} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            ms(d0.p50),
+            ms(g0.p50),
+            ms(d1.p50),
+            ms(g1.p50),
+            ms(g1.p99),
+            (g1.p50.as_secs_f64() - d1.p50.as_secs_f64()) * 1e6 / chunks
+        );
+    }
+}
+
+/// Whether an SSE text holds a non-empty `content` delta.
+fn has_content(sse: &str) -> bool {
+    sse.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .any(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        })
 }
 
 /// Hot reload: how long from a new signed release written to disk (bundle, then

@@ -313,17 +313,7 @@ impl Upstream {
                         });
                         return Sse::new(events).into_response();
                     }
-                    if body["stream"] == true {
-                        let events = model
-                            .chunks(&body)
-                            .into_iter()
-                            .map(|c| Event::default().data(c.to_string()))
-                            .chain(std::iter::once(Event::default().data("[DONE]")))
-                            .map(Ok::<_, std::convert::Infallible>);
-                        Sse::new(futures::stream::iter(events)).into_response()
-                    } else {
-                        axum::Json(model.complete(&body)).into_response()
-                    }
+                    model.respond(&body)
                 }
             }),
         );

@@ -193,6 +193,22 @@ impl MockModel {
             "data": [{"id": self.settings.model, "object": "model", "created": 0, "owned_by": "portcullis"}],
         })
     }
+
+    /// The HTTP answer to a `POST /v1/chat/completions` body: a JSON response, or an
+    /// SSE stream ending with `[DONE]` when the body asks for `stream: true`.
+    pub fn respond(&self, body: &Value) -> axum::response::Response {
+        if body["stream"] == true {
+            let events = self
+                .chunks(body)
+                .into_iter()
+                .map(|c| Event::default().data(c.to_string()))
+                .chain(std::iter::once(Event::default().data("[DONE]")))
+                .map(Ok::<_, std::convert::Infallible>);
+            Sse::new(futures::stream::iter(events)).into_response()
+        } else {
+            Json(self.complete(body)).into_response()
+        }
+    }
 }
 
 /// The mock model as an HTTP server (`POST /v1/chat/completions`, `GET /v1/models`),
@@ -207,19 +223,7 @@ pub fn router(model: MockModel) -> axum::Router {
         )
         .route(
             "/v1/chat/completions",
-            axum::routing::post(move |Json(body): Json<Value>| async move {
-                if body["stream"] == true {
-                    let events = model
-                        .chunks(&body)
-                        .into_iter()
-                        .map(|c| Event::default().data(c.to_string()))
-                        .chain(std::iter::once(Event::default().data("[DONE]")))
-                        .map(Ok::<_, std::convert::Infallible>);
-                    Sse::new(futures::stream::iter(events)).into_response()
-                } else {
-                    Json(model.complete(&body)).into_response()
-                }
-            }),
+            axum::routing::post(move |Json(body): Json<Value>| async move { model.respond(&body) }),
         )
 }
 
@@ -231,5 +235,5 @@ fn now() -> u64 {
 
 /// Run the mock model's HTTP server on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, model: MockModel) -> std::io::Result<()> {
-    axum::serve(listener, router(model)).await
+    axum::serve(super::no_delay(listener), router(model)).await
 }

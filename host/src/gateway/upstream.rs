@@ -103,6 +103,7 @@ impl Upstream {
         };
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(u.connect_timeout_ms))
+            .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
         Ok(Upstream::Http(HttpUpstream {
