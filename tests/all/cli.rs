@@ -345,18 +345,22 @@ fn check_watch_picks_up_a_re_signed_policy_and_a_rollback_and_status_shows_them(
     std::fs::write(&wasm, bytes).unwrap();
     manifest(2);
     sign_release();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let reloaded = loop {
-        let answer = ask();
-        if answer["policies"][0]["version"] == "1.2.0" {
-            break answer;
+    // Ask until the answers come from `version` (30 s at most).
+    let mut answered_by = |version: &str| -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let answer = ask();
+            if answer["policies"][0]["version"] == version {
+                return answer;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{version} never became active: {answer}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never reloaded: {answer}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
     };
+    let reloaded = answered_by("1.2.0");
     assert!(reloaded["generation"].as_u64().unwrap() >= 2, "{reloaded}");
 
     // An operator rollback while it runs: the watcher sees the pin.
@@ -370,18 +374,7 @@ fn check_watch_picks_up_a_re_signed_policy_and_a_rollback_and_status_shows_them(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let answer = ask();
-        if answer["policies"][0]["version"] == "1.1.0" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never rolled back: {answer}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    answered_by("1.1.0");
 
     let out = portcullis()
         .args(["status", "--json", "--config"])

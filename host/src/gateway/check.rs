@@ -9,8 +9,14 @@
 //!   when the input guardrails and the tool sandbox allow it, 403 otherwise. A
 //!   `modify` verdict cannot be applied by the proxy, so it is 403 too unless the
 //!   subrequest asks `?on_modify=allow`. A body that cannot be checked is 403: the
-//!   proxy must not forward what was not checked. The headers `x-portcullis-verdict`,
+//!   proxy must not forward what was not checked. A refusal's body is the OpenAI-style
+//!   error the gateway itself would answer; the headers `x-portcullis-verdict`,
 //!   `x-portcullis-request-id` and `x-portcullis-generation` carry the outcome.
+//!
+//!   NGINX's own `auth_request` sends subrequests without the request body, so it can
+//!   check headers only; with the Lua module, `access_by_lua_block` can send the body
+//!   (`ngx.location.capture(..., {method = ngx.HTTP_POST, always_forward_body =
+//!   true})`), as the end-to-end test and the README show.
 
 use std::sync::Arc;
 
@@ -22,8 +28,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Gateway;
-use super::chat::{log_decision, read_json, request_id};
-use super::error::ApiError;
+use super::chat::{log_decision, read_json, refused, request_id};
+use super::error::{ApiError, distinct};
 use crate::check::check_payload;
 use crate::config::Stage;
 use crate::pipeline::Action;
@@ -84,37 +90,57 @@ pub(super) async fn auth(
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.message),
     };
-    let (status, verdict, body) = match checked {
-        Err(reason) => (
-            StatusCode::FORBIDDEN,
-            "unchecked",
-            json!({"verdict": "unchecked", "error": reason}),
-        ),
+    // A refusal's body is the OpenAI-style error a client would get from the gateway
+    // (a proxy may pass it on); an allowed request gets the verdict.
+    let (status, verdict, generation, body) = match checked {
+        Err(reason) => {
+            let mut e = ApiError::invalid(format!("the request could not be checked: {reason}"));
+            e.code = "policy_unchecked";
+            (StatusCode::FORBIDDEN, "unchecked", None, e.body())
+        }
         Ok(checked) => {
-            log_decision("auth", &id, &client, &checked.decision);
-            let verdict = checked.decision.verdict;
-            let pass = verdict == Action::Allow
-                || (verdict == Action::Modify && query.on_modify.as_deref() == Some("allow"));
-            let name = match verdict {
-                Action::Allow => "allow",
-                Action::Deny => "deny",
-                Action::Modify => "modify",
-            };
-            let status = if pass {
-                StatusCode::OK
-            } else {
-                StatusCode::FORBIDDEN
-            };
-            (status, name, checked.json)
+            let decision = &checked.decision;
+            log_decision("auth", &id, &client, decision);
+            let generation = Some(decision.generation);
+            let on_modify_allowed = query.on_modify.as_deref() == Some("allow");
+            match decision.verdict {
+                Action::Allow => (
+                    StatusCode::OK,
+                    "allow",
+                    generation,
+                    json!({"verdict": "allow"}),
+                ),
+                Action::Modify if on_modify_allowed => (
+                    StatusCode::OK,
+                    "modify",
+                    generation,
+                    json!({"verdict": "modify"}),
+                ),
+                Action::Modify => {
+                    let reasons = distinct(decision.findings.iter().filter(|f| f.enforced));
+                    let mut e =
+                        ApiError::policy_violation("request", &reasons, decision.generation, &id);
+                    e.message = format!(
+                        "{}; the request needs rewriting, which an authorization subrequest \
+                         cannot apply",
+                        e.message
+                    );
+                    (StatusCode::FORBIDDEN, "modify", generation, e.body())
+                }
+                Action::Deny => {
+                    let e = refused("request", decision, &id);
+                    (StatusCode::FORBIDDEN, "deny", generation, e.body())
+                }
+            }
         }
     };
-    let mut response = (status, axum::Json(body.clone())).into_response();
+    let mut response = (status, axum::Json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert("x-portcullis-verdict", HeaderValue::from_static(verdict));
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert("x-portcullis-request-id", v);
     }
-    if let Some(generation) = body["generation"].as_u64() {
+    if let Some(generation) = generation {
         headers.insert("x-portcullis-generation", HeaderValue::from(generation));
     }
     response
