@@ -255,7 +255,8 @@ impl Relay {
                 Ok(())
             }
             Err(StreamStep::Stop { policy, findings }) => self.refuse(&policy, &findings).await,
-            Err(StreamStep::Emit(_)) => Ok(()),
+            // Not produced by open_output_stream; fail closed all the same.
+            Err(StreamStep::Emit(_)) => self.refuse("", &[]).await,
         }
     }
 
