@@ -607,27 +607,27 @@ async fn reload_latency() {
     };
     let releases = (iters() / 100).clamp(20, 200);
     let mut latencies = Vec::new();
-    let mut published = vec![host.snapshot().entries()[0].policy.digest().to_string()];
+    let mut published = vec![(host.snapshot().entries()[0].policy.digest().to_string(), 1)];
     for sequence in 2..2 + releases as u64 {
         let started = Instant::now();
         let digest = publish(sequence);
         active_is(&digest).await;
         latencies.push(started.elapsed());
-        published.push(digest);
+        published.push((digest, sequence));
     }
     // Operator rollbacks to the release before (pin written → active), each followed
     // by the release of the pin (back to the configured component).
     let lifecycle = portcullis::releases::Releases::new(dir.path().join("lifecycle"));
-    let newest = published.last().expect("published").clone();
+    let newest = published.last().expect("published").0.clone();
     let mut rollbacks = Vec::new();
     // The archive keeps the newest ten releases: roll back to each of the nine
     // before the newest, in turn.
     for n in 0..releases / 2 {
-        let previous = &published[published.len() - 2 - n % 9];
+        let (previous, sequence) = &published[published.len() - 2 - n % 9];
         let pin = portcullis::releases::Pin {
             digest: previous.clone(),
             version: None,
-            sequence: None,
+            sequence: Some(*sequence),
             at: portcullis::lifecycle::now(),
             by: "bench".into(),
             reason: String::new(),

@@ -330,7 +330,7 @@ impl PolicyHost {
                 Some((pin, r)) => (
                     Part::Pinned(&pin.digest),
                     PolicyConfig {
-                        path: r.archived_path(&p.name, &pin.digest),
+                        path: r.archived_path(&p.name, &pin.digest, pin.sequence),
                         ..own
                     },
                 ),
@@ -407,9 +407,9 @@ impl PolicyHost {
                     if let Err(e) = r.archive(
                         entry.policy.name(),
                         digest,
+                        entry.sequence,
                         &entry.source.wasm,
                         bundle,
-                        &[digest],
                     ) {
                         tracing::error!(alert = true, policy = %entry.policy.name(), "cannot archive the release (rollback to it will be impossible): {e}");
                     }

@@ -5,8 +5,8 @@
 //! <dir>/status.json                         the host's status, rewritten after each reload
 //! <dir>/pins.json                           operator pins (portcullis rollback)
 //! <dir>/events.jsonl                        lifecycle journal, append-only
-//! <dir>/archive/<name>/<sha256>.wasm        every release that was activated,
-//! <dir>/archive/<name>/<sha256>.wasm.sigstore.json   with its bundle
+//! <dir>/archive/<name>/<sha256>-<sequence>.wasm   every release that was activated,
+//! <dir>/archive/<name>/<sha256>-<sequence>.wasm.sigstore.json   with its bundle
 //! ```
 //!
 //! An archived release is only ever used again through a pin, and is verified again
@@ -23,8 +23,8 @@ use serde_json::Value;
 
 use crate::artifact::bundle;
 
-/// Archived releases kept per policy (older ones are pruned, never the pinned or
-/// active one).
+/// Archived releases kept per policy (older ones are pruned; a pinned release is not
+/// re-archived while pinned, so keep pins recent).
 const KEEP: usize = 10;
 
 /// An operator's pin: run this archived release of the policy instead of the
@@ -79,26 +79,29 @@ impl Releases {
         self.dir.join("events.jsonl")
     }
 
-    /// Where release `digest` of policy `name` is (or would be) archived.
-    pub fn archived_path(&self, name: &str, digest: &str) -> PathBuf {
+    /// Where the release of policy `name` with component `digest` and signed
+    /// `sequence` is (or would be) archived. A release is a signed statement: the same
+    /// component re-signed under a new sequence is another release.
+    pub fn archived_path(&self, name: &str, digest: &str, sequence: Option<u64>) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-        self.dir
-            .join("archive")
-            .join(name)
-            .join(format!("{hex}.wasm"))
+        let file = match sequence {
+            Some(sequence) => format!("{hex}-{sequence}.wasm"),
+            None => format!("{hex}.wasm"),
+        };
+        self.dir.join("archive").join(name).join(file)
     }
 
     /// Archive a release of `name` (component and bundle) unless already there, then
-    /// prune the oldest beyond the last ten, keeping `keep` (digests) in any case.
+    /// prune the oldest beyond the last ten (never the one just archived).
     pub fn archive(
         &self,
         name: &str,
         digest: &str,
+        sequence: Option<u64>,
         wasm: &[u8],
         bundle: Option<&[u8]>,
-        keep: &[&str],
     ) -> std::io::Result<()> {
-        let path = self.archived_path(name, digest);
+        let path = self.archived_path(name, digest, sequence);
         if !path.exists() {
             create_private_dir(path.parent().expect("archive path has a parent"))?;
             if let Some(bundle) = bundle {
@@ -120,12 +123,9 @@ impl Releases {
                     .unwrap_or(std::time::UNIX_EPOCH),
             )
         });
-        for old in releases.iter().skip(KEEP) {
-            let kept = keep.iter().any(|d| self.archived_path(name, d) == *old);
-            if !kept && *old != path {
-                let _ = std::fs::remove_file(bundle::sidecar_path(old));
-                std::fs::remove_file(old)?;
-            }
+        for old in releases.iter().skip(KEEP).filter(|old| **old != path) {
+            let _ = std::fs::remove_file(bundle::sidecar_path(old));
+            std::fs::remove_file(old)?;
         }
         Ok(())
     }
@@ -222,7 +222,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pins_round_trip_and_archive_prunes_but_keeps_what_is_asked() {
+    fn pins_round_trip_and_the_archive_keeps_the_newest_releases() {
         let dir = tempfile::tempdir().unwrap();
         let r = Releases::new(dir.path().join("lc"));
         assert!(r.pins().unwrap().is_empty());
@@ -243,15 +243,18 @@ mod tests {
 
         let digest = |i: usize| format!("sha256:{i:064x}");
         for i in 0..13 {
-            r.archive("pii", &digest(i), &[i as u8], Some(b"{}"), &[&digest(0)])
+            r.archive("pii", &digest(i), Some(i as u64), &[i as u8], Some(b"{}"))
                 .unwrap();
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        let kept = r.archived("pii");
-        assert_eq!(kept.len(), KEEP + 1, "the ten newest and the kept one");
-        assert!(r.archived_path("pii", &digest(0)).exists());
-        assert!(!r.archived_path("pii", &digest(1)).exists());
-        assert!(bundle::sidecar_path(&r.archived_path("pii", &digest(12))).exists());
+        assert_eq!(r.archived("pii").len(), KEEP, "the ten newest");
+        assert!(!r.archived_path("pii", &digest(2), Some(2)).exists());
+        let newest = r.archived_path("pii", &digest(12), Some(12));
+        assert!(newest.exists() && bundle::sidecar_path(&newest).exists());
+        // The same component re-signed under another sequence is another release.
+        r.archive("pii", &digest(12), Some(13), &[12], Some(b"{}"))
+            .unwrap();
+        assert!(newest.exists() && r.archived_path("pii", &digest(12), Some(13)).exists());
 
         r.journal("rollback", serde_json::json!({"policy": "pii"}));
         let line = std::fs::read_to_string(r.events_path()).unwrap();

@@ -126,6 +126,15 @@ fn digest(wasm: &[u8]) -> String {
     )
 }
 
+/// The active release of `name`: digest and signed sequence.
+fn active_release(host: &PolicyHost, name: &str) -> (String, Option<u64>) {
+    let snapshot = host.snapshot();
+    let entry = snapshot.entries().iter().find(|e| e.policy.name() == name);
+    entry.map_or_else(Default::default, |e| {
+        (e.policy.digest().to_string(), e.sequence)
+    })
+}
+
 fn active_digest(host: &PolicyHost, name: &str) -> String {
     host.snapshot()
         .entries()
@@ -390,7 +399,7 @@ async fn under_continuous_reloads_no_evaluation_fails_or_sees_a_mixed_set() {
     let mut never_active = BTreeSet::new();
     let mut sequence = 1;
     let mut rollbacks = 0;
-    let mut current_alpha = active_digest(&host, "alpha");
+    let mut current_alpha = active_release(&host, "alpha");
     let mut previous_alpha = current_alpha.clone();
     let mut reload_micros = Vec::new();
     for round in 0..120u32 {
@@ -463,7 +472,7 @@ async fn under_continuous_reloads_no_evaluation_fails_or_sees_a_mixed_set() {
         }
         if round % 6 >= 4 {
             previous_alpha = current_alpha;
-            current_alpha = active_digest(&host, "alpha");
+            current_alpha = active_release(&host, "alpha");
         }
         // Let the evaluators run between reloads too.
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -543,12 +552,13 @@ async fn a_reload_cannot_weaken_a_mandatory_policy() {
     );
 }
 
-/// Pin `name` to its archived release `digest`, as `portcullis rollback` does.
-fn rollback_to(site: &Site, name: &str, digest: &str) -> String {
+/// Pin `name` to its archived release (`digest`, `sequence`), as `portcullis
+/// rollback` does.
+fn rollback_to(site: &Site, name: &str, (digest, sequence): &(String, Option<u64>)) -> String {
     let pin = portcullis::releases::Pin {
         digest: digest.to_string(),
         version: None,
-        sequence: None,
+        sequence: *sequence,
         at: portcullis::lifecycle::now(),
         by: "test".into(),
         reason: String::new(),
@@ -654,7 +664,7 @@ async fn rollback_pins_an_archived_release_below_the_mark_until_released() {
     // An archived release that was altered is refused; the pinned version stays.
     let archived = site
         .path("lifecycle/archive/alpha")
-        .join(format!("{}.wasm", v1.trim_start_matches("sha256:")));
+        .join(format!("{}-1.wasm", v1.trim_start_matches("sha256:")));
     let original = std::fs::read(&archived).unwrap();
     std::fs::write(&archived, site.variant(50)).unwrap();
     let report = host.reload().await;
@@ -667,7 +677,7 @@ async fn rollback_pins_an_archived_release_below_the_mark_until_released() {
 
     // A pin to a release that is not archived (pruned, or from another host) is
     // refused with the way out.
-    rollback_to(&site, "alpha", &digest(&site.variant(51)));
+    rollback_to(&site, "alpha", &(digest(&site.variant(51)), Some(1)));
     let report = host.reload().await;
     assert!(
         !report.swapped && report.rejected[0].contains("which is not in the archive"),
@@ -696,6 +706,17 @@ async fn rollback_pins_an_archived_release_below_the_mark_until_released() {
         &site.config(),
     ));
     assert!(e.contains("not pinned"), "{e}");
+
+    // The same component re-signed under a new sequence is a release of its own, and
+    // can be rolled back from (to the statement before, its limits and self-tests).
+    assert_eq!(site.publish("alpha", 4, 3, |_| {}), v3);
+    host.reload().await;
+    assert_eq!(active_release(&host, "alpha"), (v3.clone(), Some(4)));
+    let out = succeeds(portcullis(&["rollback", "alpha"], &site.config()));
+    assert!(out.contains("1.3.0 (sequence 3"), "{out}");
+    host.reload().await;
+    assert_eq!(active_release(&host, "alpha"), (v3.clone(), Some(3)));
+    assert!(host.snapshot().entries()[0].pinned);
 
     // Every step is in the journal, with who and why.
     let events = journal(&site);

@@ -219,7 +219,7 @@ pub fn rollback(req: &RollbackRequest) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("no archived release of {name} is older than the running sequence {current}; archived: {}", listing()))?
         }
     };
-    if target.digest == running.0 {
+    if (&target.digest, target.sequence) == (&running.0, running.1) {
         bail!(
             "{} of {name} is already the running version",
             target.describe()
