@@ -295,7 +295,11 @@ impl PolicyHost {
     async fn apply(&self, config: PipelineConfig, strict: bool) -> Result<ReloadReport, LoadError> {
         let current = self.active.load_full();
         let (verifier, trust) = trust_for(&config)?;
-        let releases = config.lifecycle_dir().map(Releases::new);
+        // Absolute, so an archived path is not resolved against the base directory
+        // a second time when it stands in for a policy's configured path.
+        let releases = config
+            .lifecycle_dir()
+            .map(|d| Releases::new(std::path::absolute(&d).unwrap_or(d)));
         let pins = match &releases {
             Some(r) => r.pins().map_err(LoadError::Lifecycle)?,
             None => BTreeMap::new(),

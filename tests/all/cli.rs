@@ -317,9 +317,15 @@ fn check_watch_picks_up_a_re_signed_policy_and_a_rollback_and_status_shows_them(
     };
     sign_release();
 
+    let parent = dir.path().parent().unwrap();
+    let relative = std::path::Path::new(dir.path().file_name().unwrap()).join("portcullis.toml");
     let mut child = portcullis()
+        // A relative configuration path in another directory, as people type it
+        // (`examples/portcullis.toml`): every path derived from it (policies, trust
+        // store, lifecycle directory, archived releases) must resolve.
+        .current_dir(parent)
         .args(["check", "--watch", "--config"])
-        .arg(&config)
+        .arg(&relative)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -365,8 +371,9 @@ fn check_watch_picks_up_a_re_signed_policy_and_a_rollback_and_status_shows_them(
 
     // An operator rollback while it runs: the watcher sees the pin.
     let out = portcullis()
+        .current_dir(parent)
         .args(["rollback", "alpha", "--config"])
-        .arg(&config)
+        .arg(&relative)
         .output()
         .unwrap();
     assert!(
