@@ -18,6 +18,17 @@ fn example_config_file() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, path)
 }
 
+/// Copy built guest `guest` into `dir` as `<name>.wasm`; returns its path.
+fn copy_guest(dir: &std::path::Path, guest: &str, name: &str) -> std::path::PathBuf {
+    let wasm = dir.join(format!("{name}.wasm"));
+    std::fs::copy(
+        crate::support::guests().join(format!("{guest}.wasm")),
+        &wasm,
+    )
+    .unwrap();
+    wasm
+}
+
 fn decisions(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
@@ -209,12 +220,7 @@ fn usage_and_config_errors_exit_2_with_a_clear_message() {
 #[test]
 fn dev_sign_signs_the_configured_policies_and_never_touches_an_operators_store() {
     let dir = tempfile::tempdir().unwrap();
-    let wasm = dir.path().join("pii.wasm");
-    std::fs::copy(
-        crate::support::guests().join("portcullis_policy_pii.wasm"),
-        &wasm,
-    )
-    .unwrap();
+    let wasm = copy_guest(dir.path(), "portcullis_policy_pii", "pii");
     let config = dir.path().join("portcullis.toml");
     std::fs::write(
         &config,
@@ -281,12 +287,7 @@ fn dev_sign_signs_the_configured_policies_and_never_touches_an_operators_store()
 fn check_watch_picks_up_a_re_signed_policy_and_a_rollback_and_status_shows_them() {
     use std::io::{BufRead as _, Write as _};
     let dir = tempfile::tempdir().unwrap();
-    let wasm = dir.path().join("alpha.wasm");
-    std::fs::copy(
-        crate::support::guests().join("portcullis_test_hostile.wasm"),
-        &wasm,
-    )
-    .unwrap();
+    let wasm = copy_guest(dir.path(), "portcullis_test_hostile", "alpha");
     std::fs::create_dir(dir.path().join("alpha")).unwrap();
     let manifest = |sequence: u64| {
         std::fs::write(

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use ed25519_dalek::SigningKey;
 use portcullis::artifact::bundle::Bundle;
-use portcullis::artifact::keys;
 use portcullis::artifact::manifest::{self, Capabilities, Kind, Predicate, RequestedLimits};
 use portcullis::artifact::sign::sign;
 use portcullis::artifact::trust::{TrustStore, Verifier, glob_match};
@@ -49,12 +48,7 @@ fn signed_bundle() -> String {
 }
 
 fn verifier() -> Verifier {
-    let key = signer();
-    let text = format!(
-        "[[keys]]\nid = \"{}\"\nalgorithm = \"ed25519\"\npublic_key = \"\"\"\n{}\"\"\"\nstatus = \"active\"\nnames = [\"*\"]\n",
-        keys::key_id(&key.verifying_key()),
-        keys::public_pem(&key.verifying_key())
-    );
+    let text = crate::signing::key_entry(&signer(), "");
     Verifier::new(TrustStore::parse(&text, Path::new("trust.toml")).expect("trust store"))
 }
 

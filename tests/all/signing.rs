@@ -53,6 +53,12 @@ fn pii(sequence: u64) -> Predicate {
 
 /// A `[[keys]]` entry; `extra` lines are appended (status defaults to active).
 pub(crate) fn key_entry(key: &SigningKey, extra: &str) -> String {
+    pem_entry(&id(key), &keys::public_pem(&key.verifying_key()), extra)
+}
+
+/// A `[[keys]]` entry for a public key given as PEM (status defaults to active, names
+/// to all).
+fn pem_entry(key_id: &str, public_pem: &str, extra: &str) -> String {
     let status = if extra.contains("status") {
         ""
     } else {
@@ -64,9 +70,7 @@ pub(crate) fn key_entry(key: &SigningKey, extra: &str) -> String {
         "names = [\"*\"]\n"
     };
     format!(
-        "[[keys]]\nid = \"{}\"\nalgorithm = \"ed25519\"\npublic_key = \"\"\"\n{}\"\"\"\n{status}{names}{extra}\n",
-        id(key),
-        keys::public_pem(&key.verifying_key())
+        "[[keys]]\nid = \"{key_id}\"\nalgorithm = \"ed25519\"\npublic_key = \"\"\"\n{public_pem}\"\"\"\n{status}{names}{extra}\n"
     )
 }
 
@@ -602,13 +606,7 @@ fn cli_keygen_sign_verify_inspect() {
 
     let public = std::fs::read_to_string(d.join("k.pem.pub")).unwrap();
     let trust = d.join("trust.toml");
-    std::fs::write(
-        &trust,
-        format!(
-            "[[keys]]\nid = \"{key_id}\"\nalgorithm = \"ed25519\"\npublic_key = \"\"\"\n{public}\"\"\"\nstatus = \"active\"\nnames = [\"pii\"]\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&trust, pem_entry(&key_id, &public, "names = [\"pii\"]")).unwrap();
 
     let out = run(portcullis()
         .args(["sign", "--key"])
@@ -798,13 +796,7 @@ fn bundles_interoperate_with_an_independent_python_implementation() {
         "both compute the same key id"
     );
     let trust = d.join("trust.toml");
-    std::fs::write(
-        &trust,
-        format!(
-            "[[keys]]\nid = \"{py_id}\"\nalgorithm = \"ed25519\"\npublic_key = \"\"\"\n{py_pub}\"\"\"\nstatus = \"active\"\nnames = [\"pii\"]\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&trust, pem_entry(&py_id, &py_pub, "names = [\"pii\"]")).unwrap();
     let out = run(portcullis()
         .args(["verify", "--trust"])
         .arg(&trust)

@@ -68,6 +68,11 @@ impl Budgets {
         }
     }
 
+    /// Whether `client` has a budget.
+    pub fn applies_to(&self, client: &str) -> bool {
+        self.limits.contains_key(client)
+    }
+
     /// Reserve `tokens` for `client` at `now` (seconds since the Unix epoch). `None`:
     /// the client has no budget. Over budget: 429 with `Retry-After`.
     pub fn reserve(

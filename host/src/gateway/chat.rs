@@ -27,17 +27,20 @@ pub(super) struct Admitted {
     pub offered: Vec<ToolDefinition>,
     /// The policy set used from start to end.
     pub snapshot: Arc<Pipeline>,
-    /// Prompt tokens of the body as sent.
+    /// Prompt tokens of the body as sent (counted for clients with a budget only).
     pub prompt_tokens: u64,
     /// The client's budget reservation, if it has a budget.
     pub reservation: Option<Reservation>,
 }
 
 impl Admitted {
-    /// Settle the budget reservation to `used` tokens.
-    pub fn settle(&mut self, used: u64) {
-        if let Some(r) = self.reservation.take() {
-            r.settle(used);
+    /// Settle the budget reservation, if any, to the `used` tokens (computed only then).
+    pub fn settle(&mut self, used: impl FnOnce(&Self) -> u64) {
+        if self.reservation.is_some() {
+            let used = used(self);
+            if let Some(r) = self.reservation.take() {
+                r.settle(used);
+            }
         }
     }
 }
@@ -76,12 +79,14 @@ async fn admit(
     let completion = ["max_completion_tokens", "max_tokens"]
         .iter()
         .find_map(|k| body[*k].as_u64());
-    let prompt_tokens = tokens::prompt_tokens(&body);
-    let reservation = gw.budgets.reserve(
-        &client,
-        prompt_tokens + completion.unwrap_or(gw.settings.default_max_tokens),
-        unix_now(),
-    )?;
+    // Counting tokens costs a tokenizer pass over the prompt: only for budgets.
+    let (prompt_tokens, reservation) = if gw.budgets.applies_to(&client) {
+        let prompt = tokens::prompt_tokens(&body);
+        let tokens = prompt + completion.unwrap_or(gw.settings.default_max_tokens);
+        (prompt, gw.budgets.reserve(&client, tokens, unix_now())?)
+    } else {
+        (0, None)
+    };
     if reservation.is_some() && completion.is_none() {
         // The reservation bounds the completion: make the upstream honour it.
         body["max_tokens"] = Value::from(gw.settings.default_max_tokens);
@@ -98,7 +103,7 @@ async fn admit(
         Ok(()) => Ok((admitted, stream)),
         Err(e) => {
             // Refused before the model saw it: nothing was spent.
-            admitted.settle(0);
+            admitted.settle(|_| 0);
             Err(e)
         }
     }
@@ -179,11 +184,11 @@ async fn complete(gw: &Gateway, mut admitted: Admitted) -> Result<Response, ApiE
     let mut response = match gw.upstream.complete(&admitted.body).await {
         Ok(response) => response,
         Err(e) => {
-            admitted.settle(e.tokens_spent(admitted.prompt_tokens));
+            admitted.settle(|a| e.tokens_spent(a.prompt_tokens));
             return Err(e.to_api());
         }
     };
-    admitted.settle(usage_of(&response, admitted.prompt_tokens));
+    admitted.settle(|a| usage_of(&response, a.prompt_tokens));
     let Admitted {
         request,
         offered,

@@ -41,7 +41,7 @@ pub(super) async fn respond(
     let chunks = match gw.upstream.stream(&admitted.body).await {
         Ok(chunks) => chunks,
         Err(e) => {
-            admitted.settle(e.tokens_spent(admitted.prompt_tokens));
+            admitted.settle(|a| e.tokens_spent(a.prompt_tokens));
             return Err(e.to_api());
         }
     };
@@ -93,10 +93,9 @@ impl Relay {
     /// generated (up to a hang-up, which cancels the upstream).
     async fn run(mut self, chunks: Chunks) {
         self.relay_all(chunks).await;
-        let used = self
-            .usage
-            .unwrap_or(self.admitted.prompt_tokens + self.generated);
-        self.admitted.settle(used);
+        let (usage, generated) = (self.usage, self.generated);
+        self.admitted
+            .settle(|a| usage.unwrap_or(a.prompt_tokens + generated));
     }
 
     async fn relay_all(&mut self, mut chunks: Chunks) {
@@ -169,12 +168,20 @@ impl Relay {
         if let Some(total) = chunk["usage"]["total_tokens"].as_u64() {
             self.usage = Some(total);
         }
-        for c in chunk["choices"].as_array().into_iter().flatten() {
-            let delta = &c["delta"];
-            self.generated += tokens::count(delta["content"].as_str().unwrap_or_default());
-            for call in delta["tool_calls"].as_array().into_iter().flatten() {
-                self.generated +=
-                    tokens::count(call["function"]["arguments"].as_str().unwrap_or_default());
+        // Generated tokens are counted only to settle a budget the upstream reports no
+        // usage for.
+        if self.admitted.reservation.is_some() && self.usage.is_none() {
+            for c in chunk["choices"].as_array().into_iter().flatten() {
+                let delta = &c["delta"];
+                let calls = delta["tool_calls"].as_array().into_iter().flatten();
+                self.generated += tokens::count(delta["content"].as_str().unwrap_or_default())
+                    + calls
+                        .map(|call| {
+                            tokens::count(
+                                call["function"]["arguments"].as_str().unwrap_or_default(),
+                            )
+                        })
+                        .sum::<u64>();
             }
         }
         let Some(choices) = chunk["choices"].as_array().filter(|c| !c.is_empty()) else {
