@@ -77,6 +77,16 @@ pub enum Mode {
     Monitor,
 }
 
+impl Mode {
+    /// `enforce` or `monitor`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Monitor => "monitor",
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +106,9 @@ pub struct PipelineConfig {
     /// The HTTP gateway (`portcullis serve`).
     #[serde(default)]
     pub gateway: crate::gateway::settings::GatewaySection,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: crate::observe::audit::AuditSection,
     /// The policies, in order (order matters when modifications compose).
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
@@ -298,6 +311,9 @@ impl PipelineConfig {
         self.gateway
             .validate()
             .map_err(|(k, m)| invalid(format!("gateway.{k}"), m))?;
+        self.audit
+            .validate()
+            .map_err(|(k, m)| invalid(format!("audit.{k}"), m))?;
         match (&self.trust.store, self.trust.allow_unsigned) {
             (None, false) => {
                 return Err(invalid(

@@ -17,6 +17,7 @@
 //! * [`pipeline`]: stages, verdict combination and decisions;
 //! * [`openai`]: OpenAI Chat Completions payloads in and out of the contract types;
 //! * [`gateway`]: the OpenAI-compatible HTTP gateway (`portcullis serve`);
+//! * [`observe`]: the audit log, metrics, alerts and drift monitoring;
 //! * [`check`]: checking one request or response payload (`portcullis check`, check API);
 //! * [`fixtures`]: running policies' fixtures (the CI eval gate).
 //! * [`artifact`]: signed policy artifacts (bundles, keys, the trust store).
@@ -31,6 +32,7 @@ pub mod gateway;
 pub mod lifecycle;
 pub mod loader;
 pub mod matchers;
+pub mod observe;
 pub mod openai;
 pub mod pipeline;
 pub mod policy;

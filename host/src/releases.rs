@@ -198,7 +198,8 @@ pub fn operator() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+/// Create `dir` and its parents, readable by the owner only (on Unix).
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

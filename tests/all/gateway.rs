@@ -16,17 +16,19 @@ use serde_json::{Value, json};
 
 use crate::support::{engine, example_config_text};
 
-const KEY: &str = "sk-portcullis-dev";
+pub(crate) const KEY: &str = "sk-portcullis-dev";
 
 /// A running gateway on the example configuration (`edit`ed), on 127.0.0.1.
-struct Running {
+pub(crate) struct Running {
     address: SocketAddr,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// The configuration's directory.
+    pub dir: tempfile::TempDir,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Running {
-    async fn start(edit: impl FnOnce(String) -> String) -> Running {
+    pub async fn start(edit: impl FnOnce(String) -> String) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("portcullis.toml");
         std::fs::write(&config, edit(example_config_text())).unwrap();
@@ -35,21 +37,33 @@ impl Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(gateway, listener, async move {
+        let served = tokio::spawn(serve(gateway, listener, async move {
             let _ = stopped.await;
         }));
         Running {
             address,
-            _dir: dir,
-            _stop: stop,
+            dir,
+            stop,
+            served,
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    /// Stop gracefully (the audit log is closed); returns the configuration's directory.
+    pub async fn stop(self) -> tempfile::TempDir {
+        let _ = self.stop.send(());
+        self.served.await.unwrap().unwrap();
+        self.dir
+    }
+
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
-    async fn post(&self, body: impl Into<reqwest::Body>, key: Option<&str>) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        body: impl Into<reqwest::Body>,
+        key: Option<&str>,
+    ) -> reqwest::Response {
         let mut request = reqwest::Client::new()
             .post(self.url("/v1/chat/completions"))
             .header("content-type", "application/json")
@@ -60,14 +74,14 @@ impl Running {
         request.send().await.unwrap()
     }
 
-    async fn chat(&self, body: Value) -> (u16, Value) {
+    pub async fn chat(&self, body: Value) -> (u16, Value) {
         let response = self.post(body.to_string(), Some(KEY)).await;
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
     }
 
     /// A streamed call: every `data:` payload in order.
-    async fn stream(&self, mut body: Value) -> Vec<String> {
+    pub async fn stream(&self, mut body: Value) -> Vec<String> {
         body["stream"] = json!(true);
         let response = self.post(body.to_string(), Some(KEY)).await;
         assert_eq!(response.status(), 200);
@@ -79,7 +93,7 @@ impl Running {
     }
 }
 
-fn user(text: &str) -> Value {
+pub(crate) fn user(text: &str) -> Value {
     json!({"model": "m", "messages": [{"role": "user", "content": text}]})
 }
 

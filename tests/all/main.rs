@@ -1,11 +1,13 @@
 //! End-to-end tests: one binary (wasmtime is linked once), one module per area.
 
+mod audit;
 mod cache;
 mod cli;
 mod fuzz;
 mod gateway;
 mod hostile;
 mod lifecycle;
+mod observe;
 mod pipeline;
 mod signing;
 mod support;

@@ -11,9 +11,11 @@ use serde_json::Value;
 use super::budget::Reservation;
 use super::error::{ApiError, deny_reasons};
 use super::settings::{DeniedCall, DeniedTool};
+use super::trail::Trail;
 use super::{Gateway, set_generation, stream, tokens};
 use crate::bindings::{ChatRequest, ToolDefinition};
 use crate::config::Stage;
+use crate::observe::record::Tokens;
 use crate::openai;
 use crate::pipeline::{Action, Pipeline};
 
@@ -31,6 +33,9 @@ pub(super) struct Admitted {
     pub prompt_tokens: u64,
     /// The client's budget reservation, if it has a budget.
     pub reservation: Option<Reservation>,
+    /// The client asked for a usage chunk at the end of a stream (the gateway always
+    /// asks the upstream for one, to record tokens and cost).
+    pub wants_usage: bool,
 }
 
 impl Admitted {
@@ -51,12 +56,15 @@ pub(super) async fn completions(
     body: Body,
 ) -> Response {
     let request_id = request_id(&headers);
-    let result = match admit(&gw, &headers, body, &request_id).await {
-        Ok((admitted, true)) => stream::respond(&gw, admitted).await,
-        Ok((admitted, false)) => complete(&gw, admitted).await,
-        Err(e) => Err(e),
+    let mut trail = Trail::new("chat", &request_id);
+    let mut response = match admit(&gw, &headers, body, &mut trail).await {
+        Ok((admitted, true)) => stream::respond(&gw, admitted, trail).await,
+        Ok((admitted, false)) => {
+            let result = complete(&gw, admitted, &mut trail).await;
+            trail.release(&gw, result).await
+        }
+        Err(e) => trail.release(&gw, Err(e)).await,
     };
-    let mut response = result.unwrap_or_else(IntoResponse::into_response);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -69,12 +77,14 @@ async fn admit(
     gw: &Gateway,
     headers: &HeaderMap,
     body: Body,
-    request_id: &str,
+    trail: &mut Trail,
 ) -> Result<(Admitted, bool), ApiError> {
     let client = gw.clients.identify(headers)?;
+    trail.client(&client);
     let mut body = read_json(gw, headers, body).await?;
     let stream = check_fields(&body)?;
-    let request = openai::parse_request(&body, request_id, &client)
+    trail.request(body["model"].as_str().unwrap_or_default(), stream);
+    let request = openai::parse_request(&body, trail.request_id(), &client)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let completion = ["max_completion_tokens", "max_tokens"]
         .iter()
@@ -91,6 +101,11 @@ async fn admit(
         // The reservation bounds the completion: make the upstream honour it.
         body["max_tokens"] = Value::from(gw.settings.default_max_tokens);
     }
+    let wants_usage = body["stream_options"]["include_usage"] == true;
+    if stream && !wants_usage {
+        // Tokens and cost are recorded for every stream: ask for the usage chunk.
+        body["stream_options"] = serde_json::json!({"include_usage": true});
+    }
     let mut admitted = Admitted {
         body,
         request,
@@ -98,8 +113,9 @@ async fn admit(
         snapshot: gw.host.snapshot(),
         prompt_tokens,
         reservation,
+        wants_usage,
     };
-    match screen(gw, &mut admitted).await {
+    match screen(gw, &mut admitted, trail).await {
         Ok(()) => Ok((admitted, stream)),
         Err(e) => {
             // Refused before the model saw it: nothing was spent.
@@ -110,7 +126,7 @@ async fn admit(
 }
 
 /// The input stage on every message, then the tool stage on the offered tools.
-async fn screen(gw: &Gateway, admitted: &mut Admitted) -> Result<(), ApiError> {
+async fn screen(gw: &Gateway, admitted: &mut Admitted, trail: &mut Trail) -> Result<(), ApiError> {
     let Admitted {
         body,
         request,
@@ -123,6 +139,9 @@ async fn screen(gw: &Gateway, admitted: &mut Admitted) -> Result<(), ApiError> {
 
     let input = snapshot.check_request(request, Some(Stage::Input)).await;
     log_decision("input", &request_id, &client, &input);
+    trail.stage(gw, "input", snapshot, &input, |i| {
+        request.messages.get(i as usize).map(|m| m.content.as_str())
+    });
     if input.verdict == Action::Deny {
         return Err(refused("request", &input, &request_id));
     }
@@ -134,6 +153,7 @@ async fn screen(gw: &Gateway, admitted: &mut Admitted) -> Result<(), ApiError> {
     if !offered.is_empty() {
         let tools = snapshot.check_request(request, Some(Stage::Tool)).await;
         log_decision("tools", &request_id, &client, &tools);
+        trail.stage(gw, "tools", snapshot, &tools, |_| None);
         if !tools.denied_tools.is_empty() {
             if gw.settings.on_denied_tool == DeniedTool::Deny {
                 return Err(refused("request", &tools, &request_id));
@@ -180,7 +200,11 @@ pub(super) async fn read_json(
 
 /// A non-streaming call: upstream, then the tool stage on the calls and the output
 /// stage on the texts.
-async fn complete(gw: &Gateway, mut admitted: Admitted) -> Result<Response, ApiError> {
+async fn complete(
+    gw: &Gateway,
+    mut admitted: Admitted,
+    trail: &mut Trail,
+) -> Result<Response, ApiError> {
     let mut response = match gw.upstream.complete(&admitted.body).await {
         Ok(response) => response,
         Err(e) => {
@@ -189,6 +213,10 @@ async fn complete(gw: &Gateway, mut admitted: Admitted) -> Result<Response, ApiE
         }
     };
     admitted.settle(|a| usage_of(&response, a.prompt_tokens));
+    trail.upstream_model(response["model"].as_str().unwrap_or_default());
+    if let Some(tokens) = reported_tokens(&response["usage"]) {
+        trail.tokens(tokens);
+    }
     let Admitted {
         request,
         offered,
@@ -204,6 +232,7 @@ async fn complete(gw: &Gateway, mut admitted: Admitted) -> Result<Response, ApiE
             .check_response(context, &offered, &parsed, Some(Stage::Tool))
             .await;
         log_decision("calls", id, &context.client_id, &calls);
+        trail.stage(gw, "calls", &snapshot, &calls, |_| None);
         if !calls.denied_calls.is_empty() {
             if gw.settings.on_denied_call == DeniedCall::Deny {
                 return Err(refused("response", &calls, id));
@@ -218,6 +247,9 @@ async fn complete(gw: &Gateway, mut admitted: Admitted) -> Result<Response, ApiE
         .check_response(context, &offered, &parsed, Some(Stage::Output))
         .await;
     log_decision("output", id, &context.client_id, &output);
+    trail.stage(gw, "output", &snapshot, &output, |i| {
+        parsed.texts.get(i as usize).map(String::as_str)
+    });
     if output.verdict == Action::Deny {
         return Err(refused("response", &output, id));
     }
@@ -241,6 +273,14 @@ fn usage_of(response: &Value, prompt_tokens: u64) -> u64 {
                     .map(|c| tokens::count(c["message"]["content"].as_str().unwrap_or_default()))
                     .sum::<u64>()
         })
+}
+
+/// Prompt and completion tokens of an upstream `usage` object.
+pub(super) fn reported_tokens(usage: &Value) -> Option<Tokens> {
+    Some(Tokens {
+        prompt: usage["prompt_tokens"].as_u64()?,
+        completion: usage["completion_tokens"].as_u64()?,
+    })
 }
 
 fn unix_now() -> u64 {

@@ -125,6 +125,18 @@ impl ApiError {
         )
     }
 
+    /// 503: the request's audit record could not be written, so it is not answered.
+    pub fn audit_unavailable(reason: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "audit_unavailable",
+            format!(
+                "the request could not be recorded in the audit log, so it is refused: {reason}"
+            ),
+        )
+    }
+
     /// 400 `policy_violation`: a policy refused the request or the response. The
     /// message names the policies and categories, never the text.
     pub fn policy_violation(

@@ -22,6 +22,7 @@ pub mod mock;
 pub mod settings;
 mod stream;
 pub mod tokens;
+mod trail;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::lifecycle::PolicyHost;
+use crate::observe::Observer;
 use auth::Clients;
 use error::ApiError;
 use settings::GatewaySection;
@@ -46,20 +48,29 @@ pub struct Gateway {
     clients: Clients,
     budgets: Arc<budget::Budgets>,
     settings: GatewaySection,
+    observer: Observer,
 }
 
 impl Gateway {
-    /// A gateway over `host`, configured by the `[gateway]` section of the host's
-    /// configuration. Fails when a key named by an environment variable is missing.
+    /// A gateway over `host`, configured by the `[gateway]` and `[audit]` sections of
+    /// the host's configuration. Fails when a key named by an environment variable is
+    /// missing or the audit log cannot be opened.
     pub fn new(host: Arc<PolicyHost>) -> Result<Gateway, String> {
-        let settings = host.config().gateway;
+        let config = host.config();
+        let settings = config.gateway.clone();
         Ok(Gateway {
+            observer: Observer::new(&config)?,
             upstream: Upstream::from_settings(&settings)?,
             clients: Clients::from_settings(&settings)?,
             budgets: Arc::new(budget::Budgets::from_settings(&settings)),
             settings,
             host,
         })
+    }
+
+    /// The audit log, metrics and alerts.
+    pub fn observer(&self) -> &Observer {
+        &self.observer
     }
 
     /// Whether requests go to the embedded mock model.
@@ -79,19 +90,23 @@ impl Gateway {
                 get(|| async { axum::Json(json!({"status": "ok"})) }),
             )
             .route("/readyz", get(ready))
+            .route("/metrics", get(metrics))
             .with_state(self)
     }
 }
 
-/// Serve `gateway` on `listener` until `shutdown` completes.
+/// Serve `gateway` on `listener` until `shutdown` completes and the requests in
+/// flight are answered; then close the audit log.
 pub async fn serve(
     gateway: Arc<Gateway>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(no_delay(listener), gateway.router())
+    let result = axum::serve(no_delay(listener), gateway.clone().router())
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    gateway.observer.close();
+    result
 }
 
 /// Accepted connections with Nagle's algorithm off: a stream's small event writes must
@@ -115,6 +130,25 @@ async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response 
         Ok(list) => axum::Json(list).into_response(),
         Err(e) => e.to_api().into_response(),
     }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let snapshot = gw.host.snapshot();
+    let deactivated = snapshot
+        .entries()
+        .iter()
+        .filter(|e| e.deactivated.is_some())
+        .count();
+    let body = gw.observer.metrics().render(&gw.host.status(), deactivated);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn ready(State(gw): State<Arc<Gateway>>) -> Response {

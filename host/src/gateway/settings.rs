@@ -48,6 +48,8 @@ pub struct GatewaySection {
     /// Completion tokens reserved against a budget when a request sets no
     /// `max_tokens` / `max_completion_tokens`.
     pub default_max_tokens: u64,
+    /// What models cost, for the cost metrics and audit records.
+    pub prices: Vec<crate::observe::Price>,
 }
 
 impl Default for GatewaySection {
@@ -62,6 +64,7 @@ impl Default for GatewaySection {
             clients: Vec::new(),
             allow_anonymous: false,
             default_max_tokens: 1024,
+            prices: Vec::new(),
         }
     }
 }
@@ -197,6 +200,18 @@ impl GatewaySection {
                 "upstream.base_url".into(),
                 "must be an http:// or https:// URL (up to and including /v1)",
             );
+        }
+        for (i, p) in self.prices.iter().enumerate() {
+            let valid = |v: f64| v.is_finite() && v >= 0.0;
+            if p.model.is_empty()
+                || !valid(p.prompt_per_million)
+                || !valid(p.completion_per_million)
+            {
+                return err(
+                    format!("prices[{i}]"),
+                    "needs a model (or \"*\") and non-negative prices per million tokens",
+                );
+            }
         }
         let mut ids = std::collections::HashSet::new();
         for (i, c) in self.clients.iter().enumerate() {

@@ -22,37 +22,37 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::chat::{Admitted, log_decision};
+use super::chat::{Admitted, log_decision, reported_tokens};
 use super::error::{ApiError, distinct};
-use super::settings::DeniedCall;
+use super::trail::Trail;
 use super::upstream::Chunks;
 use super::{Gateway, set_generation, tokens};
 use crate::bindings::ToolCall;
 use crate::config::Stage;
+use crate::observe::record::Tokens;
 use crate::openai::{self, ModelResponse};
 use crate::pipeline::{OutputStream, StreamStep};
 
 /// Start the upstream stream and relay it. Errors before the first byte are ordinary
-/// HTTP errors.
-pub(super) async fn respond(
-    gw: &Arc<Gateway>,
-    mut admitted: Admitted,
-) -> Result<Response, ApiError> {
+/// HTTP errors. The request is recorded when the stream ends, before its last event.
+pub(super) async fn respond(gw: &Arc<Gateway>, mut admitted: Admitted, trail: Trail) -> Response {
     let chunks = match gw.upstream.stream(&admitted.body).await {
         Ok(chunks) => chunks,
         Err(e) => {
             admitted.settle(|a| e.tokens_spent(a.prompt_tokens));
-            return Err(e.to_api());
+            return trail.release(gw, Err(e.to_api())).await;
         }
     };
     let generation = admitted.snapshot.generation();
     let (tx, mut rx) = mpsc::channel::<String>(32);
     let relay = Relay {
+        gw: gw.clone(),
+        trail,
         tx,
         admitted,
-        on_denied_call: gw.settings.on_denied_call,
         choices: BTreeMap::new(),
         usage: None,
+        tokens: None,
         generated: 0,
     };
     tokio::spawn(relay.run(chunks));
@@ -62,16 +62,19 @@ pub(super) async fn respond(
         .keep_alive(KeepAlive::default())
         .into_response();
     set_generation(&mut response, generation);
-    Ok(response)
+    response
 }
 
 struct Relay {
+    gw: Arc<Gateway>,
+    trail: Trail,
     tx: mpsc::Sender<String>,
     admitted: Admitted,
-    on_denied_call: DeniedCall,
     choices: BTreeMap<u64, ChoiceState>,
     /// The upstream's reported `usage.total_tokens`.
     usage: Option<u64>,
+    /// The upstream's reported prompt and completion tokens.
+    tokens: Option<Tokens>,
     /// Completion tokens counted in the upstream's text so far.
     generated: u64,
 }
@@ -84,35 +87,77 @@ struct ChoiceState {
     finished: bool,
 }
 
-/// The relay stops: the client is gone, or the stream was ended.
-struct Ended;
+/// Why the relay stops early.
+enum Ended {
+    /// The stream must end with this error event.
+    Stopped(ApiError),
+    /// The client is gone.
+    Gone,
+}
 
 impl Relay {
-    /// Relay the whole stream, then settle the budget reservation: the upstream's
-    /// usage when it reported one, else the prompt plus the tokens counted in what it
-    /// generated (up to a hang-up, which cancels the upstream).
+    /// Relay the whole stream; settle the budget reservation (the upstream's usage
+    /// when it reported one, else the prompt plus the tokens counted in what it
+    /// generated, up to a hang-up, which cancels the upstream); record the request;
+    /// then send the last event (`[DONE]`, or the error that ended the stream).
     async fn run(mut self, chunks: Chunks) {
-        self.relay_all(chunks).await;
+        let end = self.relay_all(chunks).await;
         let (usage, generated) = (self.usage, self.generated);
         self.admitted
             .settle(|a| usage.unwrap_or(a.prompt_tokens + generated));
+        let generation = self.admitted.snapshot.generation();
+        for state in self.choices.values() {
+            if let Some(filter) = &state.filter {
+                let decision = filter.decision(generation);
+                self.trail.stage(
+                    &self.gw,
+                    "output",
+                    &self.admitted.snapshot,
+                    &decision,
+                    |_| None,
+                );
+            }
+        }
+        if let Some(tokens) = self.tokens {
+            self.trail.tokens(tokens);
+        }
+        let code = match &end {
+            Ok(()) => None,
+            Err(Ended::Stopped(e)) => Some(e.code),
+            Err(Ended::Gone) => Some("client_gone"),
+        };
+        let Relay { gw, trail, tx, .. } = self;
+        let record = trail.finish(&gw, axum::http::StatusCode::OK, code);
+        let end = match gw.observer.record(&record).await {
+            Ok(()) => end,
+            Err(e) => Err(Ended::Stopped(ApiError::audit_unavailable(e))),
+        };
+        let last = match end {
+            Ok(()) => Vec::new(),
+            Err(Ended::Stopped(e)) => vec![e.body().to_string()],
+            Err(Ended::Gone) => return,
+        };
+        for event in last.into_iter().chain(["[DONE]".to_string()]) {
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
     }
 
-    async fn relay_all(&mut self, mut chunks: Chunks) {
+    async fn relay_all(&mut self, mut chunks: Chunks) -> Result<(), Ended> {
         let mut template = Value::Null;
         loop {
             let chunk = match chunks.next().await {
                 None => break,
-                Some(Err(e)) => {
-                    let _ = self.stop(&e.to_api()).await;
-                    return;
-                }
+                Some(Err(e)) => return self.stop(e.to_api()),
                 Some(Ok(chunk)) => chunk,
             };
-            template = chunk.clone();
-            if self.relay(chunk).await.is_err() {
-                return;
+            if template.is_null() {
+                self.trail
+                    .upstream_model(chunk["model"].as_str().unwrap_or_default());
             }
+            template = chunk.clone();
+            self.relay(chunk).await?;
         }
         // The upstream ended without finishing some choices: finish them now.
         let open: Vec<u64> = self
@@ -122,30 +167,25 @@ impl Relay {
             .map(|(i, _)| *i)
             .collect();
         for index in open {
-            if self
-                .finish_choice(&template, index, Value::Null)
-                .await
-                .is_err()
-            {
-                return;
-            }
+            self.finish_choice(&template, index, Value::Null).await?;
         }
-        let _ = self.tx.send("[DONE]".into()).await;
+        Ok(())
     }
 
     async fn send(&mut self, value: &Value) -> Result<(), Ended> {
-        self.tx.send(value.to_string()).await.map_err(|_| Ended)
+        self.tx
+            .send(value.to_string())
+            .await
+            .map_err(|_| Ended::Gone)
     }
 
-    /// End the stream with an error event and `[DONE]`.
-    async fn stop(&mut self, error: &ApiError) -> Result<(), Ended> {
+    /// End the stream with `error` (its event is sent once the request is recorded).
+    fn stop(&mut self, error: ApiError) -> Result<(), Ended> {
         tracing::warn!(request_id = %self.admitted.request.context.request_id, code = error.code, "stream stopped: {}", error.message);
-        self.send(&error.body()).await?;
-        self.tx.send("[DONE]".into()).await.map_err(|_| Ended)?;
-        Err(Ended)
+        Err(Ended::Stopped(error))
     }
 
-    async fn refuse(
+    fn refuse(
         &mut self,
         policy: &str,
         findings: &[crate::pipeline::Reported],
@@ -160,13 +200,14 @@ impl Relay {
         if reasons.is_empty() && !policy.is_empty() {
             error.message = format!("the response was refused by policy: {policy}");
         }
-        self.stop(&error).await
+        self.stop(error)
     }
 
     /// Relay one upstream chunk.
     async fn relay(&mut self, chunk: Value) -> Result<(), Ended> {
         if let Some(total) = chunk["usage"]["total_tokens"].as_u64() {
             self.usage = Some(total);
+            self.tokens = reported_tokens(&chunk["usage"]);
         }
         // Generated tokens are counted only to settle a budget the upstream reports no
         // usage for.
@@ -184,8 +225,13 @@ impl Relay {
                         .sum::<u64>();
             }
         }
+        let has_usage = chunk.get("usage").is_some_and(|u| !u.is_null());
         let Some(choices) = chunk["choices"].as_array().filter(|c| !c.is_empty()) else {
-            // Usage (or other choice-less) chunks pass as they are.
+            // Usage (or other choice-less) chunks pass as they are; the usage chunk only
+            // when the client asked for it.
+            if has_usage && !self.admitted.wants_usage {
+                return Ok(());
+            }
             return self.send(&chunk).await;
         };
         for choice in choices.clone() {
@@ -207,7 +253,7 @@ impl Relay {
                         }
                     }
                     StreamStep::Stop { policy, findings } => {
-                        return self.refuse(&policy, &findings).await;
+                        return self.refuse(&policy, &findings);
                     }
                 }
             } else if delta.get("content").is_some_and(|c| c == "") {
@@ -238,7 +284,7 @@ impl Relay {
                 self.finish_choice(&chunk, index, finish).await?;
             }
         }
-        if chunk.get("usage").is_some_and(|u| !u.is_null()) {
+        if has_usage && self.admitted.wants_usage {
             let mut usage = chunk.clone();
             usage["choices"] = json!([]);
             self.send(&usage).await?;
@@ -261,9 +307,9 @@ impl Relay {
                 self.choices.entry(index).or_default().filter = Some(filter);
                 Ok(())
             }
-            Err(StreamStep::Stop { policy, findings }) => self.refuse(&policy, &findings).await,
+            Err(StreamStep::Stop { policy, findings }) => self.refuse(&policy, &findings),
             // Not produced by open_output_stream; fail closed all the same.
-            Err(StreamStep::Emit(_)) => self.refuse("", &[]).await,
+            Err(StreamStep::Emit(_)) => self.refuse("", &[]),
         }
     }
 
@@ -291,7 +337,7 @@ impl Relay {
                     .await?;
                 }
             }
-            StreamStep::Stop { policy, findings } => return self.refuse(&policy, &findings).await,
+            StreamStep::Stop { policy, findings } => return self.refuse(&policy, &findings),
         }
         let state = self.choices.get_mut(&index).expect("opened above");
         let calls = std::mem::take(&mut state.calls);
@@ -351,13 +397,13 @@ impl Relay {
             .await;
         let context = &a.request.context;
         log_decision("calls", &context.request_id, &context.client_id, &decision);
-        if !decision.denied_calls.is_empty() && self.on_denied_call == DeniedCall::Deny {
-            self.stop(&super::chat::refused(
-                "response",
-                &decision,
-                &context.request_id,
-            ))
-            .await?;
+        self.trail
+            .stage(&self.gw, "calls", &a.snapshot, &decision, |_| None);
+        if !decision.denied_calls.is_empty()
+            && self.gw.settings.on_denied_call == super::settings::DeniedCall::Deny
+        {
+            let refusal = super::chat::refused("response", &decision, &context.request_id);
+            self.stop(refusal)?;
         }
         Ok(calls
             .into_iter()

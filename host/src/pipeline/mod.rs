@@ -462,6 +462,17 @@ impl Pipeline {
         &self.entries
     }
 
+    /// The key ids that signed the component with `digest` (an active version or a
+    /// candidate); empty for unsigned or unknown components.
+    pub fn signers(&self, digest: &str) -> Vec<String> {
+        self.entries
+            .iter()
+            .flat_map(|e| std::iter::once(e).chain(e.candidate.as_ref()))
+            .find(|e| e.policy.digest() == digest)
+            .map(|e| e.signers.clone())
+            .unwrap_or_default()
+    }
+
     /// The entries that run in `stage` for a request with `context` (see
     /// [`Entry::runners`]).
     fn stage(&self, stage: Stage, context: &RequestContext) -> Vec<Arc<Entry>> {

@@ -47,8 +47,10 @@ pub struct OutputStream {
 struct Filter {
     entry: Arc<Entry>,
     stream: Option<PolicyStream>,
-    fuel: u64,
-    micros: u64,
+    /// The filter's runs added up: fuel, time, and the first failure.
+    tally: Run<()>,
+    /// This filter stopped the stream.
+    denied: bool,
 }
 
 impl Pipeline {
@@ -72,9 +74,16 @@ impl Pipeline {
                         .unwrap_or_else(|| Outcome::Error("the stream did not open".into()))
                 }),
             };
+            let mut tally = Run {
+                result: Ok(()),
+                fuel_used: 0,
+                micros: 0,
+                logs_dropped: 0,
+            };
             let stream = match opened {
                 Ok(stream) => Some(stream),
                 Err(outcome) => {
+                    tally.result = Err(outcome.clone());
                     let finding = failure_finding(&entry.policy, &outcome);
                     if entry.mode == Mode::Enforce {
                         let policy = entry.policy.name().to_string();
@@ -88,8 +97,8 @@ impl Pipeline {
             filters.push(Filter {
                 entry,
                 stream,
-                fuel: 0,
-                micros: 0,
+                tally,
+                denied: false,
             });
         }
         Ok(OutputStream {
@@ -137,12 +146,34 @@ impl OutputStream {
         &self.findings
     }
 
-    /// Fuel and microseconds used so far, per policy.
-    pub fn usage(&self) -> Vec<(String, u64, u64)> {
-        self.filters
+    /// The stage's decision so far, for the record: every finding, and one run per
+    /// filter with its runs added up. The verdict is `deny` when a filter stopped the
+    /// stream, `modify` when an enforced filter reported findings (it redacted as the
+    /// text went), else `allow`.
+    pub fn decision(&self, generation: u64) -> super::Decision {
+        let mut decision = super::Decision::new(generation);
+        decision.findings = self.findings.clone();
+        decision.verdict = if self.stopped {
+            super::Action::Deny
+        } else if self.findings.iter().any(|f| f.enforced) {
+            super::Action::Modify
+        } else {
+            super::Action::Allow
+        };
+        decision.runs = self
+            .filters
             .iter()
-            .map(|f| (f.entry.policy.name().to_string(), f.fuel, f.micros))
-            .collect()
+            .map(|f| {
+                let verdict = match (&f.tally.result, f.denied) {
+                    (Err(_), _) => None,
+                    (Ok(()), true) => Some("deny"),
+                    (Ok(()), false) => Some("allow"),
+                };
+                let target = format!("response[{}]", self.choice);
+                super::record(&f.entry, Stage::Output, target, &f.tally, verdict)
+            })
+            .collect();
+        decision
     }
 
     /// One filter: `Some(text)` pushes, `None` finishes. Returns what passes on.
@@ -164,8 +195,12 @@ impl OutputStream {
             Some(text) => stream.push(text).await,
             None => stream.finish().await,
         };
-        filter.fuel += run.fuel_used;
-        filter.micros += run.micros;
+        filter.tally.fuel_used += run.fuel_used;
+        filter.tally.micros += run.micros;
+        filter.tally.logs_dropped += run.logs_dropped;
+        if let (Err(outcome), Ok(())) = (&run.result, &filter.tally.result) {
+            filter.tally.result = Err(outcome.clone());
+        }
         let entry = filter.entry.clone();
         let record = |findings: Vec<Finding>, enforced: bool| -> Vec<Reported> {
             findings
@@ -207,6 +242,7 @@ impl OutputStream {
             None => Ok(passed),
             Some(findings) => {
                 self.stopped = true;
+                self.filters[i].denied = true;
                 self.findings.extend(findings.iter().cloned());
                 Err(StreamStep::Stop {
                     policy: entry.policy.name().to_string(),

@@ -12,6 +12,7 @@ use portcullis::lifecycle::PolicyHost;
 use portcullis::pipeline::Pipeline;
 use serde_json::{Value, json};
 
+mod audit;
 mod dev;
 mod operate;
 mod signing;
@@ -65,6 +66,11 @@ enum Command {
         /// Listen on this address instead of [gateway] listen.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+    },
+    /// Audit log tools: verify a log's hash chain and signed checkpoints.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// Show the status a watching host last wrote (in its [lifecycle] dir): every
     /// policy version with its state, signers and last error, rollouts with their
@@ -247,6 +253,7 @@ fn main() -> ExitCode {
             } => check(&config, watch, stage, &input).await,
             Command::Serve { config, listen } => serve(&config, listen).await,
             Command::Status { config, json } => operate::status(&config, json),
+            Command::Audit { command } => audit::run(command),
             Command::Rollback {
                 config,
                 to,
@@ -314,6 +321,13 @@ async fn serve(config: &Path, listen: Option<std::net::SocketAddr>) -> anyhow::R
         host.snapshot().generation(),
         host.snapshot().entries().len(),
     );
+    if let Some(log) = gateway.observer().audit() {
+        eprintln!(
+            "audit log in {} (checkpoints signed by {})",
+            log.dir().display(),
+            log.key_id()
+        );
+    }
     portcullis::gateway::serve(Arc::new(gateway), listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

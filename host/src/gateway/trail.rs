@@ -1,0 +1,125 @@
+//! The audit trail of one request through the gateway: built as the request goes,
+//! recorded before its response is released.
+
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::Gateway;
+use super::error::ApiError;
+use crate::observe::record::{RequestOutcome, RequestRecord, Tokens};
+use crate::observe::timestamp;
+use crate::pipeline::{Action, Decision, Pipeline};
+
+/// What is known so far about a request.
+pub(super) struct Trail {
+    started: Instant,
+    record: RequestRecord,
+    modified: bool,
+    upstream_model: Option<String>,
+}
+
+impl Trail {
+    /// A request to `endpoint` (`chat`, `check/input`, ...) has arrived.
+    pub fn new(endpoint: &str, request_id: &str) -> Trail {
+        Trail {
+            started: Instant::now(),
+            record: RequestRecord {
+                time: timestamp(),
+                request_id: request_id.to_string(),
+                endpoint: endpoint.to_string(),
+                ..RequestRecord::default()
+            },
+            modified: false,
+            upstream_model: None,
+        }
+    }
+
+    /// The request id.
+    pub fn request_id(&self) -> &str {
+        &self.record.request_id
+    }
+
+    /// The authenticated client.
+    pub fn client(&mut self, client: &str) {
+        self.record.client = client.to_string();
+    }
+
+    /// The requested model and whether a stream was asked for.
+    pub fn request(&mut self, model: &str, stream: bool) {
+        self.record.model = model.to_string();
+        self.record.stream = stream;
+    }
+
+    /// The model the upstream says answered (prices are by this name).
+    pub fn upstream_model(&mut self, model: &str) {
+        if !model.is_empty() {
+            self.upstream_model = Some(model.to_string());
+        }
+    }
+
+    /// A stage decided; `text_of(index)` gives the text a finding's span refers to.
+    pub fn stage<'a>(
+        &mut self,
+        gw: &Gateway,
+        name: &str,
+        snapshot: &Pipeline,
+        decision: &Decision,
+        text_of: impl Fn(u32) -> Option<&'a str>,
+    ) {
+        self.record.generation = decision.generation;
+        if decision.verdict == Action::Modify
+            || !decision.denied_tools.is_empty()
+            || !decision.denied_calls.is_empty()
+        {
+            self.modified = true;
+        }
+        let stage = gw
+            .observer
+            .stage(name, decision, |digest| snapshot.signers(digest), text_of);
+        self.record.stages.push(stage);
+    }
+
+    /// Token usage, when known.
+    pub fn tokens(&mut self, tokens: Tokens) {
+        self.record.tokens = Some(tokens);
+    }
+
+    /// The finished record: status, outcome, cost and latency.
+    pub fn finish(mut self, gw: &Gateway, status: StatusCode, code: Option<&str>) -> RequestRecord {
+        let r = &mut self.record;
+        r.status = status.as_u16();
+        r.outcome = match code {
+            None if self.modified => RequestOutcome::Modified,
+            None => RequestOutcome::Allowed,
+            Some("policy_violation") => RequestOutcome::Denied,
+            Some("rate_limit_exceeded") => RequestOutcome::RateLimited,
+            Some("invalid_api_key") => RequestOutcome::Unauthorized,
+            Some("client_gone") => RequestOutcome::Abandoned,
+            Some(c) if c.starts_with("upstream") => RequestOutcome::UpstreamError,
+            Some(_) if status.is_client_error() => RequestOutcome::Invalid,
+            Some(_) => RequestOutcome::UpstreamError,
+        };
+        if let Some(tokens) = r.tokens {
+            let model = self.upstream_model.as_deref().unwrap_or(&r.model);
+            r.cost_usd = gw.observer.cost(model, tokens);
+        }
+        r.latency_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        self.record
+    }
+
+    /// Record the request, then release `result` — or, when the record cannot be
+    /// written, a 503 instead: nothing is answered that the audit log does not hold.
+    pub async fn release(self, gw: &Gateway, result: Result<Response, ApiError>) -> Response {
+        let (status, code) = match &result {
+            Ok(response) => (response.status(), None),
+            Err(e) => (e.status, Some(e.code)),
+        };
+        let record = self.finish(gw, status, code);
+        match gw.observer.record(&record).await {
+            Ok(()) => result.unwrap_or_else(IntoResponse::into_response),
+            Err(e) => ApiError::audit_unavailable(e).into_response(),
+        }
+    }
+}
