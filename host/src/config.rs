@@ -109,6 +109,9 @@ pub struct PipelineConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: crate::observe::audit::AuditSection,
+    /// Input drift monitoring windows.
+    #[serde(default)]
+    pub drift: crate::observe::drift::DriftSettings,
     /// The policies, in order (order matters when modifications compose).
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,

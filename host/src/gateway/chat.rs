@@ -142,6 +142,7 @@ async fn screen(gw: &Gateway, admitted: &mut Admitted, trail: &mut Trail) -> Res
     trail.stage(gw, "input", snapshot, &input, |i| {
         request.messages.get(i as usize).map(|m| m.content.as_str())
     });
+    trail.features(crate::observe::input_features(request, &input));
     if input.verdict == Action::Deny {
         return Err(refused("request", &input, &request_id));
     }

@@ -91,6 +91,7 @@ impl Gateway {
             )
             .route("/readyz", get(ready))
             .route("/metrics", get(metrics))
+            .route("/v1/drift", get(drift))
             .with_state(self)
     }
 }
@@ -132,8 +133,19 @@ async fn models(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response 
     }
 }
 
+/// `GET /v1/drift`: input drift, current window against the baseline (API key
+/// required: the report names policies).
+async fn drift(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if let Err(e) = gw.clients.identify(&headers) {
+        return e.into_response();
+    }
+    axum::Json(gw.observer.drift()).into_response()
+}
+
 /// `GET /metrics`: Prometheus text format.
 async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    // Refresh the drift gauges.
+    gw.observer.drift();
     let snapshot = gw.host.snapshot();
     let deactivated = snapshot
         .entries()

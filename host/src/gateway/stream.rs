@@ -127,8 +127,8 @@ impl Relay {
             Err(Ended::Gone) => Some("client_gone"),
         };
         let Relay { gw, trail, tx, .. } = self;
-        let record = trail.finish(&gw, axum::http::StatusCode::OK, code);
-        let end = match gw.observer.record(&record).await {
+        let (record, features) = trail.finish(&gw, axum::http::StatusCode::OK, code);
+        let end = match gw.observer.record(&record, features.as_ref()).await {
             Ok(()) => end,
             Err(e) => Err(Ended::Stopped(ApiError::audit_unavailable(e))),
         };

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::Gateway;
 use super::error::ApiError;
+use crate::observe::drift::Features;
 use crate::observe::record::{RequestOutcome, RequestRecord, Tokens};
 use crate::observe::timestamp;
 use crate::pipeline::{Action, Decision, Pipeline};
@@ -18,6 +19,7 @@ pub(super) struct Trail {
     record: RequestRecord,
     modified: bool,
     upstream_model: Option<String>,
+    features: Option<Features>,
 }
 
 impl Trail {
@@ -33,6 +35,7 @@ impl Trail {
             },
             modified: false,
             upstream_model: None,
+            features: None,
         }
     }
 
@@ -81,13 +84,23 @@ impl Trail {
         self.record.stages.push(stage);
     }
 
+    /// The request's input features, for drift monitoring.
+    pub fn features(&mut self, features: Features) {
+        self.features = Some(features);
+    }
+
     /// Token usage, when known.
     pub fn tokens(&mut self, tokens: Tokens) {
         self.record.tokens = Some(tokens);
     }
 
-    /// The finished record: status, outcome, cost and latency.
-    pub fn finish(mut self, gw: &Gateway, status: StatusCode, code: Option<&str>) -> RequestRecord {
+    /// The finished record (status, outcome, cost and latency) and the features.
+    pub fn finish(
+        mut self,
+        gw: &Gateway,
+        status: StatusCode,
+        code: Option<&str>,
+    ) -> (RequestRecord, Option<Features>) {
         let r = &mut self.record;
         r.status = status.as_u16();
         r.outcome = match code {
@@ -106,7 +119,7 @@ impl Trail {
             r.cost_usd = gw.observer.cost(model, tokens);
         }
         r.latency_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-        self.record
+        (self.record, self.features)
     }
 
     /// Record the request, then release `result` — or, when the record cannot be
@@ -116,8 +129,8 @@ impl Trail {
             Ok(response) => (response.status(), None),
             Err(e) => (e.status, Some(e.code)),
         };
-        let record = self.finish(gw, status, code);
-        match gw.observer.record(&record).await {
+        let (record, features) = self.finish(gw, status, code);
+        match gw.observer.record(&record, features.as_ref()).await {
             Ok(()) => result.unwrap_or_else(IntoResponse::into_response),
             Err(e) => ApiError::audit_unavailable(e).into_response(),
         }

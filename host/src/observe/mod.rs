@@ -6,18 +6,23 @@
 //! refused (503): nothing is answered that the audit log does not hold.
 
 pub mod audit;
+pub mod drift;
 pub mod metrics;
 pub mod record;
+pub mod report;
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use hmac::{Hmac, Mac as _};
 use serde::Deserialize;
 use sha2::Sha256;
 
+use crate::bindings::ChatRequest;
 use crate::config::PipelineConfig;
 use crate::pipeline::{Action, Decision, Reported};
 use audit::{AuditError, AuditLog};
+use drift::{DriftMonitor, DriftReport, Features, PolicySignal};
 use metrics::Metrics;
 use record::{FindingRecord, RequestRecord, RunRef, Span, StageRecord};
 
@@ -59,6 +64,7 @@ pub struct Observer {
     metrics: Metrics,
     match_key: Option<Vec<u8>>,
     prices: Vec<Price>,
+    drift: Mutex<DriftMonitor>,
 }
 
 impl Observer {
@@ -93,6 +99,7 @@ impl Observer {
             metrics: Metrics::new(),
             match_key,
             prices: config.gateway.prices.clone(),
+            drift: Mutex::new(DriftMonitor::new(config.drift)),
         })
     }
 
@@ -111,10 +118,41 @@ impl Observer {
         cost(&self.prices, model, tokens)
     }
 
-    /// Count the request and write its audit record. An error means the record is
-    /// not in the log: the caller must not release the response.
-    pub async fn record(&self, record: &RequestRecord) -> Result<(), AuditError> {
+    /// Input drift: the current window against the baseline (also sets the drift
+    /// gauges of the metrics).
+    pub fn drift(&self) -> DriftReport {
+        let report = self
+            .drift
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .report();
+        for f in &report.features {
+            if let Some(psi) = f.psi {
+                self.metrics.drift(&f.name, psi);
+            }
+        }
+        report
+    }
+
+    /// Count the request, feed its input features to the drift monitor, and write
+    /// its audit record. An error means the record is not in the log: the caller must
+    /// not release the response.
+    pub async fn record(
+        &self,
+        record: &RequestRecord,
+        features: Option<&Features>,
+    ) -> Result<(), AuditError> {
         self.metrics.request(record);
+        if let Some(features) = features {
+            let mut features = features.clone();
+            if let Some(tokens) = record.tokens {
+                features.prompt_tokens = tokens.prompt as f64;
+            }
+            self.drift
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .observe(&features);
+        }
         match &self.audit {
             None => Ok(()),
             Some(log) => log
@@ -204,6 +242,37 @@ impl Observer {
         {
             tracing::error!(alert = true, "closing the audit log: {e}");
         }
+    }
+}
+
+/// A request's input features for drift monitoring, from the request and its input
+/// decision. `prompt_tokens` is NaN (not counted) until the upstream reports usage.
+pub fn input_features(request: &ChatRequest, input: &Decision) -> Features {
+    let text: String = request
+        .messages
+        .iter()
+        .map(|m| m.content.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let policies = input
+        .runs
+        .iter()
+        .map(|run| {
+            let own = input.findings.iter().filter(|f| f.policy == run.policy);
+            PolicySignal {
+                policy: run.policy.clone(),
+                flagged: own.clone().next().is_some(),
+                score: own.filter_map(|f| f.score).reduce(f64::max),
+            }
+        })
+        .collect();
+    Features {
+        prompt_tokens: f64::NAN,
+        messages: request.messages.len() as f64,
+        tools: request.tools.len() as f64,
+        non_ascii_ratio: drift::non_ascii_ratio(&text),
+        script: drift::dominant_script(&text).to_string(),
+        policies,
     }
 }
 
