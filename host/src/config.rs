@@ -109,6 +109,9 @@ pub struct PipelineConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: crate::observe::audit::AuditSection,
+    /// SOC alerts.
+    #[serde(default)]
+    pub alerts: crate::observe::alerts::AlertsSection,
     /// Input drift monitoring windows.
     #[serde(default)]
     pub drift: crate::observe::drift::DriftSettings,

@@ -109,7 +109,8 @@ pub fn user_request(text: &str) -> ChatRequest {
 /// `examples/portcullis.toml` as the README's main job runs it, in a directory of
 /// its own: the built example policies copied there and signed by `portcullis
 /// dev-sign` (the real command) with their manifests, the development trust store
-/// beside them. Done once per test run; the text refers to absolute paths only.
+/// beside them, without its observability sections. Done once per test run; the text
+/// refers to absolute paths only.
 pub fn example_config_text() -> String {
     static SIGNED: OnceLock<String> = OnceLock::new();
     SIGNED
@@ -124,8 +125,15 @@ pub fn example_config_text() -> String {
                 let file = format!("{name}.wasm");
                 std::fs::copy(guests().join(&file), dir.join(&file)).expect("copy policy");
             }
-            let text = std::fs::read_to_string(root().join("examples/portcullis.toml"))
-                .expect("example config")
+            let full = std::fs::read_to_string(root().join("examples/portcullis.toml"))
+                .expect("example config");
+            // Without the observability sections: tests that want an audit log or
+            // alerts configure directories of their own.
+            let policies = full
+                .split("# --- Observability")
+                .next()
+                .expect("split yields a first part");
+            let text = policies
                 .replace(
                     "../target/wasm32-wasip2/policy/",
                     &format!("{}/", dir.display()),

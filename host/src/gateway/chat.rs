@@ -142,7 +142,15 @@ async fn screen(gw: &Gateway, admitted: &mut Admitted, trail: &mut Trail) -> Res
     trail.stage(gw, "input", snapshot, &input, |i| {
         request.messages.get(i as usize).map(|m| m.content.as_str())
     });
-    trail.features(crate::observe::input_features(request, &input));
+    let last_user = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == crate::bindings::Role::User);
+    trail.features(
+        crate::observe::input_features(request, &input),
+        crate::observe::alerts::template(last_user.map_or("", |m| m.content.as_str())),
+    );
     if input.verdict == Action::Deny {
         return Err(refused("request", &input, &request_id));
     }

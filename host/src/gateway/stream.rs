@@ -127,8 +127,8 @@ impl Relay {
             Err(Ended::Gone) => Some("client_gone"),
         };
         let Relay { gw, trail, tx, .. } = self;
-        let (record, features) = trail.finish(&gw, axum::http::StatusCode::OK, code);
-        let end = match gw.observer.record(&record, features.as_ref()).await {
+        let finished = trail.finish(&gw, axum::http::StatusCode::OK, code);
+        let end = match finished.record(&gw).await {
             Ok(()) => end,
             Err(e) => Err(Ended::Stopped(ApiError::audit_unavailable(e))),
         };

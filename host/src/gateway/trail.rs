@@ -20,6 +20,7 @@ pub(super) struct Trail {
     modified: bool,
     upstream_model: Option<String>,
     features: Option<Features>,
+    template: Option<u64>,
 }
 
 impl Trail {
@@ -36,6 +37,7 @@ impl Trail {
             modified: false,
             upstream_model: None,
             features: None,
+            template: None,
         }
     }
 
@@ -84,9 +86,11 @@ impl Trail {
         self.record.stages.push(stage);
     }
 
-    /// The request's input features, for drift monitoring.
-    pub fn features(&mut self, features: Features) {
+    /// The request's input features (drift monitoring) and prompt template (model
+    /// extraction alerts).
+    pub fn features(&mut self, features: Features, template: u64) {
         self.features = Some(features);
+        self.template = Some(template);
     }
 
     /// Token usage, when known.
@@ -95,12 +99,7 @@ impl Trail {
     }
 
     /// The finished record (status, outcome, cost and latency) and the features.
-    pub fn finish(
-        mut self,
-        gw: &Gateway,
-        status: StatusCode,
-        code: Option<&str>,
-    ) -> (RequestRecord, Option<Features>) {
+    pub fn finish(mut self, gw: &Gateway, status: StatusCode, code: Option<&str>) -> Finished {
         let r = &mut self.record;
         r.status = status.as_u16();
         r.outcome = match code {
@@ -119,7 +118,11 @@ impl Trail {
             r.cost_usd = gw.observer.cost(model, tokens);
         }
         r.latency_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-        (self.record, self.features)
+        Finished {
+            record: self.record,
+            features: self.features,
+            template: self.template,
+        }
     }
 
     /// Record the request, then release `result` — or, when the record cannot be
@@ -129,10 +132,26 @@ impl Trail {
             Ok(response) => (response.status(), None),
             Err(e) => (e.status, Some(e.code)),
         };
-        let (record, features) = self.finish(gw, status, code);
-        match gw.observer.record(&record, features.as_ref()).await {
+        match self.finish(gw, status, code).record(gw).await {
             Ok(()) => result.unwrap_or_else(IntoResponse::into_response),
             Err(e) => ApiError::audit_unavailable(e).into_response(),
         }
+    }
+}
+
+/// A finished trail.
+pub(super) struct Finished {
+    record: RequestRecord,
+    features: Option<Features>,
+    template: Option<u64>,
+}
+
+impl Finished {
+    /// Hand the record to the observer (metrics, alerts, drift, audit log).
+    pub async fn record(self, gw: &Gateway) -> Result<(), crate::observe::audit::AuditError> {
+        gw.observer.check_policies(&gw.host.snapshot());
+        gw.observer
+            .record(&self.record, self.features.as_ref(), self.template)
+            .await
     }
 }

@@ -5,6 +5,7 @@
 //! writes it (as durably as configured). A request whose record cannot be written is
 //! refused (503): nothing is answered that the audit log does not hold.
 
+pub mod alerts;
 pub mod audit;
 pub mod drift;
 pub mod metrics;
@@ -20,7 +21,8 @@ use sha2::Sha256;
 
 use crate::bindings::ChatRequest;
 use crate::config::PipelineConfig;
-use crate::pipeline::{Action, Decision, Reported};
+use crate::pipeline::{Action, Decision, Pipeline, Reported};
+use alerts::{AlertsSection, Gate, Outlets, Raised, Rules};
 use audit::{AuditError, AuditLog};
 use drift::{DriftMonitor, DriftReport, Features, PolicySignal};
 use metrics::Metrics;
@@ -65,6 +67,9 @@ pub struct Observer {
     match_key: Option<Vec<u8>>,
     prices: Vec<Price>,
     drift: Mutex<DriftMonitor>,
+    alerts: Mutex<(Rules, Gate)>,
+    alert_settings: AlertsSection,
+    outlets: Outlets,
 }
 
 impl Observer {
@@ -100,6 +105,12 @@ impl Observer {
             match_key,
             prices: config.gateway.prices.clone(),
             drift: Mutex::new(DriftMonitor::new(config.drift)),
+            alerts: Mutex::new((Rules::new(config.alerts.clone()), Gate::default())),
+            outlets: Outlets::open(
+                &config.alerts,
+                config.alerts.sink.as_ref().map(|s| config.resolve(s)),
+            )?,
+            alert_settings: config.alerts.clone(),
         })
     }
 
@@ -141,8 +152,33 @@ impl Observer {
         &self,
         record: &RequestRecord,
         features: Option<&Features>,
+        template: Option<u64>,
     ) -> Result<(), AuditError> {
         self.metrics.request(record);
+        let (raised, drift_due) = {
+            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            let raised = alerts.0.check(record, template, std::time::Instant::now());
+            (raised, alerts.0.drift_due())
+        };
+        self.raise(raised);
+        if drift_due {
+            let report = self.drift();
+            let shifted: Vec<&str> = report
+                .features
+                .iter()
+                .filter(|f| f.psi.is_some_and(|p| p > 0.2))
+                .map(|f| f.name.as_str())
+                .collect();
+            if !shifted.is_empty() {
+                self.raise(vec![Raised {
+                    severity: "medium",
+                    rule: "input-drift",
+                    subject: "gateway".into(),
+                    summary: format!("input drift PSI > 0.2 on {}", shifted.join(", ")),
+                    request_ids: Vec::new(),
+                }]);
+            }
+        }
         if let Some(features) = features {
             let mut features = features.clone();
             if let Some(tokens) = record.tokens {
@@ -162,6 +198,46 @@ impl Observer {
                 .inspect_err(|_| {
                     self.metrics.audit_failure(&record.endpoint);
                 }),
+        }
+    }
+
+    /// Raise an alert for every policy of `snapshot` that is deactivated (once per
+    /// version).
+    pub fn check_policies(&self, snapshot: &Pipeline) {
+        let revoked: Vec<Raised> = {
+            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            snapshot
+                .entries()
+                .iter()
+                .filter_map(|e| {
+                    let reason = e.deactivated.as_deref()?;
+                    alerts.0.revoked(e.policy.name(), e.policy.digest(), reason)
+                })
+                .collect()
+        };
+        self.raise(revoked);
+    }
+
+    /// Deduplicate, rate limit and send alerts: sink, audit log, metrics, webhook.
+    fn raise(&self, raised: Vec<Raised>) {
+        if raised.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let admitted: Vec<_> = {
+            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            raised
+                .into_iter()
+                .filter_map(|r| alerts.1.admit(r, &self.alert_settings, now))
+                .collect()
+        };
+        for alert in admitted {
+            tracing::warn!(severity = %alert.severity, rule = %alert.rule, subject = %alert.subject, "ALERT: {}", alert.summary);
+            self.metrics.alert(&alert.severity, &alert.rule);
+            self.outlets.send(&alert);
+            if let Some(log) = &self.audit {
+                log.append_detached("alert", &alert);
+            }
         }
     }
 
