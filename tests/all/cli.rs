@@ -11,6 +11,16 @@ fn portcullis() -> Command {
 }
 
 /// The example configuration, with absolute paths, in a temporary directory.
+/// `portcullis ARGS --config CONFIG`, run to completion.
+pub(crate) fn run_with_config(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    portcullis()
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 fn example_config_file() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("portcullis.toml");
@@ -138,11 +148,7 @@ fn check_filters_responses_from_stdin() {
 #[test]
 fn test_command_is_the_eval_gate() {
     let (_dir, config) = example_config_file();
-    let out = portcullis()
-        .args(["test", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = run_with_config(&["test"], &config);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -168,11 +174,7 @@ fn test_command_is_the_eval_gate() {
     );
     let config = dir.path().join("c.toml");
     std::fs::write(&config, text).unwrap();
-    let out = portcullis()
-        .args(["test", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = run_with_config(&["test"], &config);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(
@@ -195,11 +197,7 @@ fn usage_and_config_errors_exit_2_with_a_clear_message() {
     let policy = "[[policies]]\nname = \"x\"\npath = \"missing.wasm\"\nstages = [\"input\"]\n";
     let run = |text: &str| {
         std::fs::write(&config, text).unwrap();
-        let out = portcullis()
-            .args(["check", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out = run_with_config(&["check"], &config);
         assert_eq!(out.status.code(), Some(2));
         String::from_utf8_lossy(&out.stderr).to_string()
     };
@@ -384,11 +382,7 @@ fn check_watch_picks_up_a_re_signed_policy_and_a_rollback_and_status_shows_them(
     );
     answered_by("1.1.0");
 
-    let out = portcullis()
-        .args(["status", "--json", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = run_with_config(&["status", "--json"], &config);
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     let states: Vec<(String, String)> = status["policies"]
         .as_array()
@@ -401,11 +395,7 @@ fn check_watch_picks_up_a_re_signed_policy_and_a_rollback_and_status_shows_them(
             && states.contains(&("\"1.2.0\"".into(), "\"superseded\"".into())),
         "{states:?}"
     );
-    let out = portcullis()
-        .args(["status", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = run_with_config(&["status"], &config);
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("alpha") && table.contains("active (pin)") && table.contains("superseded"),

@@ -55,6 +55,12 @@ impl Running {
         self.dir
     }
 
+    /// The Prometheus exposition.
+    pub async fn metrics(&self) -> String {
+        let response = reqwest::get(self.url("/metrics")).await.unwrap();
+        response.text().await.unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }

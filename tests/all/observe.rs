@@ -61,12 +61,7 @@ async fn every_request_is_recorded_counted_and_verifiable() {
     let invalid = gw.post("{not json".to_string(), Some(KEY)).await;
     assert_eq!(invalid.status(), 400);
 
-    let exposition = reqwest::get(gw.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let exposition = gw.metrics().await;
     let scrape =
         prometheus_parse::Scrape::parse(exposition.lines().map(|l| Ok(l.to_string()))).unwrap();
     let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
@@ -210,12 +205,7 @@ async fn budgets_refusals_are_recorded_and_counted() {
         *counts.entry(r.status().as_u16()).or_default() += 1;
     }
     assert_eq!(counts.get(&429), Some(&2), "{counts:?}");
-    let exposition = reqwest::get(gw.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let exposition = gw.metrics().await;
     assert!(
         exposition.contains("portcullis_rate_limited_total{client=\"small\"} 2"),
         "{exposition}"
@@ -378,14 +368,7 @@ async fn sigkill_under_load_loses_no_answered_request() {
     );
 
     // The CLI agrees, and reports on the same log.
-    let cli = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| crate::cli::run_with_config(args, &config);
     let verified = cli(&["audit", "verify"]);
     let said = String::from_utf8_lossy(&verified.stdout);
     assert_eq!(verified.status.code(), Some(0), "{said}");
@@ -465,12 +448,7 @@ async fn drift_compares_the_current_window_with_the_baseline() {
     assert_eq!(report["worst"], "significant");
     let unauthenticated = reqwest::get(gw.url("/v1/drift")).await.unwrap();
     assert_eq!(unauthenticated.status(), 401);
-    let exposition = reqwest::get(gw.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let exposition = gw.metrics().await;
     assert!(
         exposition.contains("portcullis_drift_psi{feature=\"script\"}"),
         "{exposition}"
@@ -520,12 +498,7 @@ async fn alerts_are_raised_deduplicated_and_delivered_with_retries() {
         let r = gw.post(user("hi").to_string(), Some("sk-guess")).await;
         assert_eq!(r.status(), 401);
     }
-    let exposition = reqwest::get(gw.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let exposition = gw.metrics().await;
     assert!(
         exposition
             .contains("portcullis_alerts_total{rule=\"pii-in-output\",severity=\"critical\"} 1"),

@@ -151,7 +151,7 @@ impl Finished {
     pub async fn record(self, gw: &Gateway) -> Result<(), crate::observe::audit::AuditError> {
         gw.observer.check_policies(&gw.host.snapshot());
         gw.observer
-            .record(&self.record, self.features.as_ref(), self.template)
+            .record(&self.record, self.features, self.template)
             .await
     }
 }

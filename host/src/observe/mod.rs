@@ -151,7 +151,7 @@ impl Observer {
     pub async fn record(
         &self,
         record: &RequestRecord,
-        features: Option<&Features>,
+        features: Option<Features>,
         template: Option<u64>,
     ) -> Result<(), AuditError> {
         self.metrics.request(record);
@@ -179,8 +179,7 @@ impl Observer {
                 }]);
             }
         }
-        if let Some(features) = features {
-            let mut features = features.clone();
+        if let Some(mut features) = features {
             if let Some(tokens) = record.tokens {
                 features.prompt_tokens = tokens.prompt as f64;
             }
@@ -204,6 +203,9 @@ impl Observer {
     /// Raise an alert for every policy of `snapshot` that is deactivated (once per
     /// version).
     pub fn check_policies(&self, snapshot: &Pipeline) {
+        if snapshot.entries().iter().all(|e| e.deactivated.is_none()) {
+            return;
+        }
         let revoked: Vec<Raised> = {
             let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
             snapshot

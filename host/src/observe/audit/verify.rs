@@ -115,7 +115,8 @@ struct Walk {
     /// A line that is not a record: acceptable only when the next record is a
     /// `resume` that names it (a write cut short by a crash).
     torn: Option<(usize, String, usize)>,
-    last_types: [String; 2],
+    /// The last record's type.
+    last_kind: String,
 }
 
 impl Walk {
@@ -247,10 +248,8 @@ impl Walk {
         self.result.records += 1;
         self.result.last_seq = r.seq;
         self.next = Some((r.seq + 1, line_hash(line)));
-        let [_, last] = &mut self.last_types;
-        let previous = std::mem::replace(last, r.kind.clone());
-        self.last_types[0] = previous;
-        self.result.closed = self.last_types[1] == "checkpoint" && self.last_types[0] == "close";
+        self.result.closed = r.kind == "checkpoint" && self.last_kind == "close";
+        self.last_kind.clone_from(&r.kind);
         Ok(())
     }
 
