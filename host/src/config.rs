@@ -109,6 +109,9 @@ pub struct PipelineConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: crate::observe::audit::AuditSection,
+    /// Trace export.
+    #[serde(default)]
+    pub telemetry: crate::observe::trace::TelemetrySection,
     /// SOC alerts.
     #[serde(default)]
     pub alerts: crate::observe::alerts::AlertsSection,
@@ -320,6 +323,9 @@ impl PipelineConfig {
         self.audit
             .validate()
             .map_err(|(k, m)| invalid(format!("audit.{k}"), m))?;
+        self.telemetry
+            .validate()
+            .map_err(|(k, m)| invalid(format!("telemetry.{k}"), m))?;
         match (&self.trust.store, self.trust.allow_unsigned) {
             (None, false) => {
                 return Err(invalid(

@@ -292,17 +292,18 @@ async fn tools_are_removed_or_calls_dropped_per_policy() {
     }
 }
 
-/// An upstream server: the mock model behind HTTP, recording every body it receives.
-/// A last user message containing "slow" is answered after 2 s; "endless" streams
-/// forever (and records when the gateway hangs up).
-struct Upstream {
+/// An upstream server: the mock model behind HTTP, recording every body and
+/// `traceparent` it receives. A last user message containing "slow" is answered after
+/// 2 s; "endless" streams forever (and records when the gateway hangs up).
+pub(crate) struct Upstream {
     address: SocketAddr,
     bodies: Arc<Mutex<Vec<Value>>>,
+    pub traceparents: Arc<Mutex<Vec<Option<String>>>>,
     hung_up: Arc<AtomicBool>,
 }
 
 impl Upstream {
-    async fn start() -> Upstream {
+    pub async fn start() -> Upstream {
         let config = portcullis::config::PipelineConfig::parse(
             &example_config_text(),
             std::path::Path::new("x.toml"),
@@ -311,14 +312,18 @@ impl Upstream {
         .unwrap();
         let model = Arc::new(MockModel::new(config.gateway.mock));
         let bodies = Arc::new(Mutex::new(Vec::new()));
+        let traceparents = Arc::new(Mutex::new(Vec::new()));
         let hung_up = Arc::new(AtomicBool::new(false));
-        let (recorded, flag) = (bodies.clone(), hung_up.clone());
+        let (recorded, traced, flag) = (bodies.clone(), traceparents.clone(), hung_up.clone());
         let app = axum::Router::new().route(
             "/v1/chat/completions",
-            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-                let (model, recorded, flag) = (model.clone(), recorded.clone(), flag.clone());
+            axum::routing::post(move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let (model, recorded, traced, flag) =
+                    (model.clone(), recorded.clone(), traced.clone(), flag.clone());
                 async move {
                     recorded.lock().unwrap().push(body.clone());
+                    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+                    traced.lock().unwrap().push(traceparent.map(str::to_string));
                     let text = body.to_string();
                     if text.contains("slow") {
                         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -343,11 +348,12 @@ impl Upstream {
         Upstream {
             address,
             bodies,
+            traceparents,
             hung_up,
         }
     }
 
-    fn config(&self) -> String {
+    pub fn config(&self) -> String {
         format!(
             "\n[gateway.upstream]\nbase_url = \"http://{}/v1\"\ntimeout_ms = 500\n",
             self.address

@@ -556,3 +556,220 @@ async fn alerts_are_raised_deduplicated_and_delivered_with_retries() {
             .any(|r| r["type"] == "request" && r["request_id"] == id)
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn spans_form_a_tree_in_the_clients_trace_and_the_upstream_joins_it() {
+    use opentelemetry::trace::{SpanId, TraceId};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber =
+        tracing_subscriber::registry().with(portcullis::observe::trace::layer(&provider));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let upstream = crate::gateway::Upstream::start().await;
+    let extra = upstream.config();
+    let gw = Running::start(move |t| observed(t) + &extra).await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("traceparent", incoming)
+        .json(&user("who is the contact?"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let dir = gw.stop().await;
+    provider.force_flush().unwrap();
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    let attr = |s: &opentelemetry_sdk::trace::SpanData, key: &str| {
+        s.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    let request = spans
+        .iter()
+        .find(|s| s.name == "request")
+        .expect("a request span");
+    assert_eq!(request.span_context.trace_id(), trace_id);
+    assert_eq!(
+        request.parent_span_id,
+        SpanId::from_hex("00f067aa0ba902b7").unwrap()
+    );
+    assert_eq!(attr(request, "client").as_deref(), Some("dev"));
+    assert_eq!(attr(request, "outcome").as_deref(), Some("modified"));
+    let children = |parent: SpanId, name: &str| -> Vec<&opentelemetry_sdk::trace::SpanData> {
+        spans
+            .iter()
+            .filter(|s| s.parent_span_id == parent && s.name == name)
+            .collect()
+    };
+    let stages = children(request.span_context.span_id(), "stage");
+    let stage_names: Vec<String> = stages.iter().filter_map(|s| attr(s, "stage")).collect();
+    assert!(
+        stage_names.contains(&"input".to_string()) && stage_names.contains(&"output".to_string()),
+        "{stage_names:?}"
+    );
+    let output = stages
+        .iter()
+        .find(|s| attr(s, "stage").as_deref() == Some("output"))
+        .unwrap();
+    assert_eq!(attr(output, "verdict").as_deref(), Some("modify"));
+    let policies = children(output.span_context.span_id(), "policy");
+    let pii = policies
+        .iter()
+        .find(|s| attr(s, "policy").as_deref() == Some("pii"))
+        .expect("a pii run under the output stage");
+    assert_eq!(attr(pii, "outcome").as_deref(), Some("ok"));
+    assert_eq!(attr(pii, "verdict").as_deref(), Some("modify"));
+    assert!(attr(pii, "digest").unwrap().starts_with("sha256:"));
+    assert_eq!(attr(pii, "version").as_deref(), Some("0.1.0"));
+    assert!(attr(pii, "categories").unwrap().contains("pii"));
+    assert!(attr(pii, "fuel").unwrap().parse::<u64>().unwrap() > 0);
+    assert!(spans.iter().all(|s| s.span_context.trace_id() == trace_id));
+
+    // The upstream call is a span of its own, and the upstream got its id.
+    let call = children(request.span_context.span_id(), "upstream");
+    assert_eq!(call.len(), 1);
+    let sent = upstream.traceparents.lock().unwrap()[0].clone().unwrap();
+    assert_eq!(
+        sent,
+        format!("00-{trace_id}-{}-01", call[0].span_context.span_id())
+    );
+    let audited = records(dir.path())
+        .into_iter()
+        .find(|r| r["type"] == "request")
+        .unwrap();
+    assert_eq!(audited["trace_id"], trace_id.to_string());
+}
+
+#[tokio::test]
+async fn without_export_the_clients_trace_id_still_reaches_the_upstream() {
+    let upstream = crate::gateway::Upstream::start().await;
+    let extra = upstream.config();
+    let gw = Running::start(move |t| t + &extra).await;
+    let incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let response = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("traceparent", incoming)
+        .json(&user("hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // A malformed traceparent starts a new trace.
+    let response = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header("traceparent", "00-zz-b7ad6b7169203331-01")
+        .json(&user("hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let sent = upstream.traceparents.lock().unwrap().clone();
+    let first = sent[0].as_deref().unwrap();
+    assert!(
+        first.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+        "{first}"
+    );
+    assert!(
+        !first.contains("b7ad6b7169203331"),
+        "a new parent id: {first}"
+    );
+    let second = sent[1].as_deref().unwrap();
+    assert!(portcullis::observe::trace::parse_traceparent(second).is_some());
+    assert!(
+        !second.contains("0af7651916cd43dd8448eb211c80319c"),
+        "{second}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exports_its_spans_to_an_otlp_collector() {
+    // A collector: OTLP/HTTP requests, kept as they arrive.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, Vec<u8>)>::new()));
+    let collector = {
+        let received = received.clone();
+        axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let received = received.clone();
+                    async move {
+                        let kind = headers
+                            .get("content-type")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string();
+                        received.lock().unwrap().push((kind, body.to_vec()));
+                        axum::http::StatusCode::OK
+                    }
+                },
+            ),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    let text = crate::support::example_config_text()
+        + &format!(
+            "\n[telemetry]\notlp_traces_url = \"{url}\"\nservice_name = \"portcullis-test\"\n"
+        );
+    std::fs::write(&config, text).unwrap();
+    let mut served = Served::start(&config).await;
+    let response = reqwest::Client::new()
+        .post(served.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .header(
+            "traceparent",
+            "00-5c1c63257de34c67b7b4a6a8c8e2f9d1-1111111111111111-01",
+        )
+        .json(&user("hello"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(served.child.wait().unwrap().success());
+
+    let received = received.lock().unwrap().clone();
+    assert!(!received.is_empty(), "the collector got nothing");
+    assert!(
+        received
+            .iter()
+            .all(|(kind, _)| kind == "application/x-protobuf")
+    );
+    let trace_id = hex::decode("5c1c63257de34c67b7b4a6a8c8e2f9d1").unwrap();
+    let all: Vec<u8> = received.iter().flat_map(|(_, b)| b.clone()).collect();
+    let has = |needle: &[u8]| all.windows(needle.len()).any(|w| w == needle);
+    assert!(has(&trace_id), "no span of the client's trace was exported");
+    for name in [
+        &b"portcullis-test"[..],
+        b"request",
+        b"stage",
+        b"policy",
+        b"prompt-injection",
+    ] {
+        assert!(
+            has(name),
+            "{} missing from the export",
+            String::from_utf8_lossy(name)
+        );
+    }
+}

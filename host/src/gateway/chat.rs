@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use super::budget::Reservation;
 use super::error::{ApiError, deny_reasons};
@@ -56,15 +57,19 @@ pub(super) async fn completions(
     body: Body,
 ) -> Response {
     let request_id = request_id(&headers);
-    let mut trail = Trail::new("chat", &request_id);
-    let mut response = match admit(&gw, &headers, body, &mut trail).await {
-        Ok((admitted, true)) => stream::respond(&gw, admitted, trail).await,
-        Ok((admitted, false)) => {
-            let result = complete(&gw, admitted, &mut trail).await;
-            trail.release(&gw, result).await
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let (mut trail, span) = Trail::new("chat", &request_id, traceparent);
+    let handled = async {
+        match admit(&gw, &headers, body, &mut trail).await {
+            Ok((admitted, true)) => stream::respond(&gw, admitted, trail).await,
+            Ok((admitted, false)) => {
+                let result = complete(&gw, admitted, &mut trail).await;
+                trail.release(&gw, result).await
+            }
+            Err(e) => trail.release(&gw, Err(e)).await,
         }
-        Err(e) => trail.release(&gw, Err(e)).await,
     };
+    let mut response = handled.instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -214,7 +219,12 @@ async fn complete(
     mut admitted: Admitted,
     trail: &mut Trail,
 ) -> Result<Response, ApiError> {
-    let mut response = match gw.upstream.complete(&admitted.body).await {
+    let upstream = async {
+        gw.upstream
+            .complete(&admitted.body, &trail.traceparent())
+            .await
+    };
+    let mut response = match upstream.instrument(tracing::info_span!("upstream")).await {
         Ok(response) => response,
         Err(e) => {
             admitted.settle(|a| e.tokens_spent(a.prompt_tokens));

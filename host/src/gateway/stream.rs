@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tracing::Instrument as _;
 
 use super::chat::{Admitted, log_decision, reported_tokens};
 use super::error::{ApiError, distinct};
@@ -36,7 +37,12 @@ use crate::pipeline::{OutputStream, StreamStep};
 /// Start the upstream stream and relay it. Errors before the first byte are ordinary
 /// HTTP errors. The request is recorded when the stream ends, before its last event.
 pub(super) async fn respond(gw: &Arc<Gateway>, mut admitted: Admitted, trail: Trail) -> Response {
-    let chunks = match gw.upstream.stream(&admitted.body).await {
+    let upstream = async {
+        gw.upstream
+            .stream(&admitted.body, &trail.traceparent())
+            .await
+    };
+    let chunks = match upstream.instrument(tracing::info_span!("upstream")).await {
         Ok(chunks) => chunks,
         Err(e) => {
             admitted.settle(|a| e.tokens_spent(a.prompt_tokens));
@@ -55,7 +61,7 @@ pub(super) async fn respond(gw: &Arc<Gateway>, mut admitted: Admitted, trail: Tr
         tokens: None,
         generated: 0,
     };
-    tokio::spawn(relay.run(chunks));
+    tokio::spawn(relay.run(chunks).instrument(tracing::Span::current()));
     let events = futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
         .map(|data| Ok::<_, Infallible>(Event::default().data(data)));
     let mut response = Sse::new(events)

@@ -5,17 +5,21 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use tracing::Span;
+use tracing::field::Empty;
 
 use super::Gateway;
 use super::error::ApiError;
 use crate::observe::drift::Features;
 use crate::observe::record::{RequestOutcome, RequestRecord, Tokens};
 use crate::observe::timestamp;
+use crate::observe::trace::TraceContext;
 use crate::pipeline::{Action, Decision, Pipeline};
 
 /// What is known so far about a request.
 pub(super) struct Trail {
     started: Instant,
+    trace: TraceContext,
     record: RequestRecord,
     modified: bool,
     upstream_model: Option<String>,
@@ -24,21 +28,44 @@ pub(super) struct Trail {
 }
 
 impl Trail {
-    /// A request to `endpoint` (`chat`, `check/input`, ...) has arrived.
-    pub fn new(endpoint: &str, request_id: &str) -> Trail {
-        Trail {
+    /// A request to `endpoint` (`chat`, `check/input`, ...) has arrived, carrying
+    /// the client's `traceparent` if any. Returns the trail and the request's span
+    /// (part of the client's trace when spans are exported); run the request in it.
+    pub fn new(endpoint: &str, request_id: &str, traceparent: Option<&str>) -> (Trail, Span) {
+        let span = tracing::info_span!(
+            "request",
+            request_id,
+            endpoint,
+            client = Empty,
+            model = Empty,
+            trace_id = Empty,
+            status = Empty,
+            outcome = Empty,
+        );
+        let trace = TraceContext::from_header(traceparent);
+        let trace_id = trace.attach(&span);
+        span.record("trace_id", trace_id.as_str());
+        let trail = Trail {
             started: Instant::now(),
+            trace,
             record: RequestRecord {
                 time: timestamp(),
                 request_id: request_id.to_string(),
                 endpoint: endpoint.to_string(),
+                trace_id: Some(trace_id),
                 ..RequestRecord::default()
             },
             modified: false,
             upstream_model: None,
             features: None,
             template: None,
-        }
+        };
+        (trail, span)
+    }
+
+    /// The `traceparent` for an upstream call made in the current span.
+    pub fn traceparent(&self) -> String {
+        self.trace.outgoing()
     }
 
     /// The request id.
@@ -48,11 +75,13 @@ impl Trail {
 
     /// The authenticated client.
     pub fn client(&mut self, client: &str) {
+        Span::current().record("client", client);
         self.record.client = client.to_string();
     }
 
     /// The requested model and whether a stream was asked for.
     pub fn request(&mut self, model: &str, stream: bool) {
+        Span::current().record("model", model);
         self.record.model = model.to_string();
         self.record.stream = stream;
     }
@@ -118,6 +147,9 @@ impl Trail {
             r.cost_usd = gw.observer.cost(model, tokens);
         }
         r.latency_ms = (self.started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+        let span = Span::current();
+        span.record("status", r.status);
+        span.record("outcome", r.outcome.name());
         Finished {
             record: self.record,
             features: self.features,

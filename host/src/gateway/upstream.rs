@@ -114,14 +114,14 @@ impl Upstream {
         }))
     }
 
-    /// A complete response to `body`.
-    pub async fn complete(&self, body: &Value) -> Result<Value, UpstreamError> {
+    /// A complete response to `body`; `traceparent` goes with the call.
+    pub async fn complete(&self, body: &Value, traceparent: &str) -> Result<Value, UpstreamError> {
         match self {
             Upstream::Mock(m) => Ok(m.complete(body)),
             Upstream::Http(h) => {
                 let t = h.timeout;
                 let call = async {
-                    let response = h.post(body).await?;
+                    let response = h.post(body, traceparent).await?;
                     response
                         .json::<Value>()
                         .await
@@ -134,9 +134,9 @@ impl Upstream {
         }
     }
 
-    /// A streamed response to `body` (which asks for `stream: true`). Dropping the
-    /// stream cancels the upstream request.
-    pub async fn stream(&self, body: &Value) -> Result<Chunks, UpstreamError> {
+    /// A streamed response to `body` (which asks for `stream: true`); `traceparent`
+    /// goes with the call. Dropping the stream cancels the upstream request.
+    pub async fn stream(&self, body: &Value, traceparent: &str) -> Result<Chunks, UpstreamError> {
         match self {
             Upstream::Mock(m) => {
                 Ok(futures::stream::iter(m.chunks(body).into_iter().map(Ok)).boxed())
@@ -144,7 +144,7 @@ impl Upstream {
             Upstream::Http(h) => {
                 let t = h.timeout;
                 let millis = t.as_millis() as u64;
-                let response = tokio::time::timeout(t, h.post(body))
+                let response = tokio::time::timeout(t, h.post(body, traceparent))
                     .await
                     .map_err(|_| UpstreamError::Timeout(millis))??;
                 let events = response.bytes_stream().eventsource();
@@ -191,10 +191,15 @@ impl Upstream {
 }
 
 impl HttpUpstream {
-    async fn post(&self, body: &Value) -> Result<reqwest::Response, UpstreamError> {
+    async fn post(
+        &self,
+        body: &Value,
+        traceparent: &str,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let mut request = self
             .client
             .post(format!("{}/chat/completions", self.base_url))
+            .header("traceparent", traceparent)
             .json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);

@@ -11,6 +11,7 @@ pub mod drift;
 pub mod metrics;
 pub mod record;
 pub mod report;
+pub mod trace;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -21,7 +22,7 @@ use sha2::Sha256;
 
 use crate::bindings::ChatRequest;
 use crate::config::PipelineConfig;
-use crate::pipeline::{Action, Decision, Pipeline, Reported};
+use crate::pipeline::{Decision, Pipeline, Reported};
 use alerts::{AlertsSection, Gate, Outlets, Raised, Rules};
 use audit::{AuditError, AuditLog};
 use drift::{DriftMonitor, DriftReport, Features, PolicySignal};
@@ -255,12 +256,7 @@ impl Observer {
     ) -> StageRecord {
         StageRecord {
             stage: stage.to_string(),
-            verdict: match decision.verdict {
-                Action::Allow => "allow",
-                Action::Deny => "deny",
-                Action::Modify => "modify",
-            }
-            .to_string(),
+            verdict: decision.verdict.name().to_string(),
             findings: decision
                 .findings
                 .iter()

@@ -19,6 +19,8 @@ use futures::StreamExt;
 use futures::future::Either;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::artifact::trust::{TrustError, TrustStore, Verifier};
 use crate::bindings::{
@@ -192,6 +194,17 @@ pub enum Action {
     Deny,
     /// Pass through with the modifications applied.
     Modify,
+}
+
+impl Action {
+    /// `allow`, `deny` or `modify`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Deny => "deny",
+            Action::Modify => "modify",
+        }
+    }
 }
 
 /// A finding, attributed to the policy and stage that reported it.
@@ -551,8 +564,22 @@ impl Pipeline {
         decision
     }
 
-    /// Run the stage's policies on `subject` (concurrently), then compose modifications.
+    /// Run the stage's policies on `subject` (concurrently), then compose
+    /// modifications; in a `stage` span.
     async fn text_stage(&self, stage: Stage, subject: &mut Subject, decision: &mut Decision) {
+        let span = tracing::info_span!(
+            "stage",
+            stage = stage.name(),
+            target = subject.target(),
+            verdict = Empty
+        );
+        self.run_text_stage(stage, subject, decision)
+            .instrument(span.clone())
+            .await;
+        span.record("verdict", decision.verdict.name());
+    }
+
+    async fn run_text_stage(&self, stage: Stage, subject: &mut Subject, decision: &mut Decision) {
         let entries = self.stage(stage, subject.context());
         if entries.is_empty() {
             return;
@@ -620,9 +647,26 @@ impl Pipeline {
         }
     }
 
-    /// Run the tool stage on offered tools (`calls` = None) or tool calls; returns the
-    /// refused indices.
+    /// Run the tool stage on offered tools (`calls` = None) or tool calls, in a
+    /// `stage` span; returns the refused indices.
     async fn authorize(
+        &self,
+        context: &RequestContext,
+        tools: &[ToolDefinition],
+        calls: Option<&[ToolCall]>,
+        decision: &mut Decision,
+    ) -> Vec<usize> {
+        let target = if calls.is_some() { "calls" } else { "tools" };
+        let span = tracing::info_span!("stage", stage = "tool", target, verdict = Empty);
+        let denied = self
+            .run_authorize(context, tools, calls, decision)
+            .instrument(span.clone())
+            .await;
+        span.record("verdict", if denied.is_empty() { "allow" } else { "deny" });
+        denied
+    }
+
+    async fn run_authorize(
         &self,
         context: &RequestContext,
         tools: &[ToolDefinition],
@@ -709,8 +753,22 @@ async fn run_all<'a, T, F, Fut>(
 where
     F: Fn(&'a Arc<Entry>) -> Fut,
     Fut: Future<Output = Run<T>> + 'a,
+    Run<T>: Summarize,
 {
     let start = |(i, entry): (usize, &'a Arc<Entry>)| {
+        let span = tracing::info_span!(
+            "policy",
+            policy = entry.policy.name(),
+            version = entry.version.as_deref().unwrap_or("unsigned"),
+            digest = entry.policy.digest(),
+            mode = entry.mode.name(),
+            rollout = entry.role.name().unwrap_or("active"),
+            outcome = Empty,
+            verdict = Empty,
+            categories = Empty,
+            fuel = Empty,
+            micros = Empty,
+        );
         let run = match &entry.deactivated {
             None => Either::Left(eval(entry)),
             Some(reason) => Either::Right(std::future::ready(Run {
@@ -720,7 +778,11 @@ where
                 logs_dropped: 0,
             })),
         };
-        async move { (i, run.await) }
+        async move {
+            let run = run.instrument(span.clone()).await;
+            record_run(&span, &run);
+            (i, run)
+        }
     };
     let is_shadow = |(_, e): &(usize, &Arc<Entry>)| matches!(e.role, Role::Shadow(_));
     let mut pending: FuturesUnordered<_> = entries
@@ -765,6 +827,24 @@ where
             })
         })
         .collect()
+}
+
+/// Record a finished run on its `policy` span (nothing when no subscriber wants it).
+fn record_run<T>(span: &tracing::Span, run: &Run<T>)
+where
+    Run<T>: Summarize,
+{
+    if span.is_disabled() {
+        return;
+    }
+    span.record("outcome", run.outcome().name());
+    span.record("fuel", run.fuel_used);
+    span.record("micros", run.micros);
+    if let Some(summary) = run.summary() {
+        span.record("verdict", summary.action.as_str());
+        let categories: Vec<&str> = summary.categories.iter().map(String::as_str).collect();
+        span.record("categories", categories.join(",").as_str());
+    }
 }
 
 /// Compare every shadow candidate's run with its active version's (when that ran)

@@ -226,13 +226,24 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // `serve` exports its spans when [telemetry] names a collector.
+    let telemetry = match &cli.command {
+        Command::Serve { config, .. } => PipelineConfig::load(config).ok().map(|c| c.telemetry),
+        _ => None,
+    };
+    let provider = match telemetry
+        .as_ref()
+        .map(portcullis::observe::trace::otlp_provider)
+    {
+        None => None,
+        Some(Ok(provider)) => provider,
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(provider.as_ref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -290,6 +301,12 @@ fn main() -> ExitCode {
             Command::Inspect { trust, policy } => signing::inspect(trust.as_deref(), &policy),
         }
     });
+    drop(runtime);
+    if let Some(provider) = provider
+        && let Err(e) = provider.shutdown()
+    {
+        eprintln!("warning: exporting the last spans failed: {e}");
+    }
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -297,6 +314,26 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Log lines to standard error (`RUST_LOG`, default `warn`) and, with a provider, the
+/// gateway's spans to the collector.
+fn init_tracing(provider: Option<&opentelemetry_sdk::trace::SdkTracerProvider>) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        );
+    let spans = provider.map(|p| {
+        portcullis::observe::trace::layer(p).with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("portcullis", tracing::Level::INFO),
+        )
+    });
+    tracing_subscriber::registry().with(log).with(spans).init();
 }
 
 async fn serve(config: &Path, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
