@@ -181,9 +181,12 @@ async fn main() {
     if section("gateway") {
         gateway_streaming().await;
     }
+    if section("audit") {
+        audit_cost().await;
+    }
 }
 
-/// Whether `name` (eval, reload, gateway) is among `BENCH_SECTIONS` (default: all).
+/// Whether `name` (eval, reload, gateway, audit) is among `BENCH_SECTIONS` (default: all).
 fn section(name: &str) -> bool {
     std::env::var("BENCH_SECTIONS").map_or(true, |s| s.split(',').any(|x| x.trim() == name))
 }
@@ -364,32 +367,22 @@ async fn evaluation() {
     );
 }
 
-/// Streaming through the gateway: time to the first content token and to the end of
-/// a streamed answer, straight from the mock model's HTTP server (baseline) and
-/// through `portcullis serve` with the example policies in front of that same server.
-async fn gateway_streaming() {
-    use futures::StreamExt as _;
+/// A gateway on the example configuration (policies unsigned: the benchmarks measure
+/// serving, not loading; without its observability part) plus `extra` TOML, in front of
+/// the mock model at `upstream`. Returns its address.
+async fn start_gateway(
+    dir: &std::path::Path,
+    upstream: std::net::SocketAddr,
+    extra: &str,
+) -> std::net::SocketAddr {
     use std::sync::Arc;
-
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = support::guests()
-        .ancestors()
-        .nth(3)
-        .expect("workspace root")
-        .to_path_buf();
+    let root = workspace_root();
     let example = std::fs::read_to_string(root.join("examples/portcullis.toml")).expect("example");
-    let settings = PipelineConfig::parse(&example, std::path::Path::new("x.toml"), root.clone())
-        .expect("example parses")
-        .gateway;
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let upstream_address = upstream.local_addr().expect("address");
-    tokio::spawn(portcullis::gateway::mock::serve(
-        upstream,
-        portcullis::gateway::mock::MockModel::new(settings.mock.clone()),
-    ));
-    let text = example
+    let policies = example
+        .split("# --- Observability")
+        .next()
+        .expect("split yields a first part");
+    let text = policies
         .replace(
             "../target/wasm32-wasip2/policy/",
             &format!("{}/", support::guests().display()),
@@ -400,11 +393,12 @@ async fn gateway_streaming() {
         )
         .replace(
             "dir = \"../target/portcullis-dev/lifecycle\"",
-            &format!("dir = \"{}/lifecycle\"", dir.path().display()),
+            &format!("dir = \"{}/lifecycle\"", dir.display()),
         )
         .replace("\"../policies/", &format!("\"{}/policies/", root.display()))
-        + &format!("\n[gateway.upstream]\nbase_url = \"http://{upstream_address}/v1\"\n");
-    let config = dir.path().join("portcullis.toml");
+        + &format!("\n[gateway.upstream]\nbase_url = \"http://{upstream}/v1\"\n")
+        + extra;
+    let config = dir.join("portcullis.toml");
     std::fs::write(&config, text).expect("config");
     let host = Arc::new(
         portcullis::lifecycle::PolicyHost::start(&support::engine(), &config)
@@ -415,12 +409,51 @@ async fn gateway_streaming() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let gateway_address = listener.local_addr().expect("address");
+    let address = listener.local_addr().expect("address");
     tokio::spawn(portcullis::gateway::serve(
         gateway,
         listener,
         std::future::pending(),
     ));
+    address
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    support::guests()
+        .ancestors()
+        .nth(3)
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The example mock model served over HTTP on 127.0.0.1 (the upstream, and the
+/// baseline).
+async fn start_mock() -> std::net::SocketAddr {
+    let root = workspace_root();
+    let example = std::fs::read_to_string(root.join("examples/portcullis.toml")).expect("example");
+    let settings = PipelineConfig::parse(&example, std::path::Path::new("x.toml"), root)
+        .expect("example parses")
+        .gateway;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = upstream.local_addr().expect("address");
+    tokio::spawn(portcullis::gateway::mock::serve(
+        upstream,
+        portcullis::gateway::mock::MockModel::new(settings.mock),
+    ));
+    address
+}
+
+/// Streaming through the gateway: time to the first content token and to the end of
+/// a streamed answer, straight from the mock model's HTTP server (baseline) and
+/// through `portcullis serve` with the example policies in front of that same server.
+async fn gateway_streaming() {
+    use futures::StreamExt as _;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let upstream_address = start_mock().await;
+    let gateway_address = start_gateway(dir.path(), upstream_address, "").await;
 
     let client = reqwest::Client::new();
     // One streamed call: (time to the first non-empty content delta, time to [DONE]).
@@ -490,6 +523,99 @@ async fn gateway_streaming() {
             ms(g1.p50),
             ms(g1.p99),
             (g1.p50.as_secs_f64() - d1.p50.as_secs_f64()) * 1e6 / chunks
+        );
+    }
+}
+
+/// What the audit log costs a request: the same non-streaming call through gateways
+/// without an audit log, with `durability = "interval"` and with `"every-record"`
+/// (fsync before each response; concurrent requests share one fsync), one at a time
+/// and from 16 concurrent clients.
+async fn audit_cost() {
+    let upstream = start_mock().await;
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().expect("dir")).collect();
+    let audit = |durability: &str| {
+        format!(
+            "\n[audit]\ndir = \"audit\"\nkey = \"audit-key.pem\"\ndurability = \"{durability}\"\n"
+        )
+    };
+    let configs = [
+        ("no audit log", String::new()),
+        ("audit, durability = \"interval\"", audit("interval")),
+        (
+            "audit, durability = \"every-record\"",
+            audit("every-record"),
+        ),
+    ];
+    let mut gateways = Vec::new();
+    for ((label, extra), dir) in configs.iter().zip(&dirs) {
+        gateways.push((*label, start_gateway(dir.path(), upstream, extra).await));
+    }
+    let client = reqwest::Client::new();
+    let call = async |client: &reqwest::Client, address: std::net::SocketAddr| {
+        let response = client
+            .post(format!("http://{address}/v1/chat/completions"))
+            .bearer_auth("sk-portcullis-dev")
+            .json(&serde_json::json!({"messages": [{"role": "user", "content": "hello there"}]}))
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200);
+        response.bytes().await.expect("body");
+    };
+    let n = (iters() / 3).max(100);
+    let mut sequential: Vec<Vec<Duration>> = vec![Vec::new(); gateways.len()];
+    for _ in 0..n {
+        for (i, (_, address)) in gateways.iter().enumerate() {
+            let t = Instant::now();
+            call(&client, *address).await;
+            sequential[i].push(t.elapsed());
+        }
+    }
+    // Throughput: 16 clients, `n` requests each; three rounds, the median kept.
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); gateways.len()];
+    for _ in 0..3 {
+        for (i, (_, address)) in gateways.iter().enumerate() {
+            let t = Instant::now();
+            let clients = (0..16).map(|_| {
+                let (client, address) = (client.clone(), *address);
+                tokio::spawn(async move {
+                    for _ in 0..n / 4 {
+                        call(&client, address).await;
+                    }
+                })
+            });
+            for c in clients.collect::<Vec<_>>() {
+                c.await.expect("client");
+            }
+            rates[i].push((16 * (n / 4)) as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    println!(
+        "\naudit log cost: {n} sequential calls per row, then 16 clients × {} calls, 3 rounds\n",
+        n / 4
+    );
+    println!(
+        "| gateway | sequential p50 ms | sequential p99 ms | p50 vs no audit | requests/s (16 clients, median of 3) | vs no audit |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let medians: Vec<f64> = rates
+        .iter_mut()
+        .map(|r| {
+            r.sort_by(f64::total_cmp);
+            r[1]
+        })
+        .collect();
+    let stats: Vec<Stats> = sequential.into_iter().map(stats).collect();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (i, (label, _)) in gateways.iter().enumerate() {
+        println!(
+            "| {label} | {:.2} | {:.2} | {:.2}× | {:.0} | {:.2}× |",
+            ms(stats[i].p50),
+            ms(stats[i].p99),
+            stats[i].p50.as_secs_f64() / stats[0].p50.as_secs_f64(),
+            medians[i],
+            medians[i] / medians[0]
         );
     }
 }

@@ -178,7 +178,13 @@ pub struct PolicyHost {
     /// Digests of recently superseded versions whose compiled code stays in memory, so
     /// a rollback to one of them does not wait for a compilation.
     retained: Mutex<VecDeque<String>>,
+    /// Told of every lifecycle event (the gateway's audit log and alerts).
+    listeners: Mutex<Vec<Listener>>,
 }
+
+/// A lifecycle event listener: event name (`activated`, `deactivated`, ...) and fields
+/// (policy, role, version, sequence, digest, signers, reason).
+pub type Listener = Box<dyn Fn(&str, &Value) + Send + Sync>;
 
 /// The active set and what it was built from.
 struct Active {
@@ -240,9 +246,19 @@ impl PolicyHost {
             history: Mutex::new(History::default()),
             counters: Counters::default(),
             retained: Mutex::new(VecDeque::new()),
+            listeners: Mutex::new(Vec::new()),
         };
         host.apply(config, true).await?;
         Ok(host)
+    }
+
+    /// Tell `listener` of every later lifecycle event (the events of the lifecycle
+    /// journal, whether or not a lifecycle directory is configured).
+    pub fn on_event(&self, listener: Listener) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(listener);
     }
 
     /// The active set: evaluate a whole request or response against this one value.
@@ -446,6 +462,14 @@ impl PolicyHost {
                 deactivated = ?report.deactivated,
                 "policy set swapped in"
             );
+        }
+        {
+            let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            for (event, fields) in &round.journal {
+                for listener in listeners.iter() {
+                    listener(event, fields);
+                }
+            }
         }
         if let Some(r) = &releases {
             for (event, fields) in round.journal {

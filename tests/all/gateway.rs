@@ -23,6 +23,8 @@ pub(crate) struct Running {
     address: SocketAddr,
     /// The configuration's directory.
     pub dir: tempfile::TempDir,
+    /// The policy host behind the gateway.
+    pub host: Arc<PolicyHost>,
     stop: tokio::sync::oneshot::Sender<()>,
     served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -33,7 +35,7 @@ impl Running {
         let config = dir.path().join("portcullis.toml");
         std::fs::write(&config, edit(example_config_text())).unwrap();
         let host = Arc::new(PolicyHost::start(&engine(), &config).await.unwrap());
-        let gateway = Arc::new(Gateway::new(host).unwrap());
+        let gateway = Arc::new(Gateway::new(host.clone()).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -43,6 +45,7 @@ impl Running {
         Running {
             address,
             dir,
+            host,
             stop,
             served,
         }

@@ -30,9 +30,11 @@ use serde_json::json;
 use super::Gateway;
 use super::chat::{log_decision, read_json, refused, request_id};
 use super::error::{ApiError, distinct};
+use super::trail::Trail;
 use crate::check::check_payload;
 use crate::config::Stage;
 use crate::pipeline::Action;
+use tracing::Instrument as _;
 
 /// `POST /v1/check/{stage}`.
 pub(super) async fn stage(
@@ -53,17 +55,32 @@ pub(super) async fn stage(
         }
     };
     let id = request_id(&headers);
-    let result = async {
-        let client = gw.clients.identify(&headers)?;
-        let body = read_json(&gw, &headers, body).await?;
-        let checked = check_payload(&gw.host.snapshot(), body, Some(stage), &id, &client)
-            .await
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
-        log_decision(stage.name(), &id, &client, &checked.decision);
-        Ok::<_, ApiError>(axum::Json(checked.json).into_response())
+    let endpoint = format!("check/{}", stage.name());
+    let (mut trail, span) = Trail::new(&endpoint, &id, traceparent(&headers));
+    async {
+        let result = async {
+            let client = gw.clients.identify(&headers)?;
+            trail.client(&client);
+            let body = read_json(&gw, &headers, body).await?;
+            trail.request(body["model"].as_str().unwrap_or_default(), false);
+            let snapshot = gw.host.snapshot();
+            let checked = check_payload(&snapshot, body, Some(stage), &id, &client)
+                .await
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+            log_decision(stage.name(), &id, &client, &checked.decision);
+            trail.stage(&gw, stage.name(), &snapshot, &checked.decision, |_| None);
+            trail.answered(checked.decision.verdict);
+            Ok::<_, ApiError>(axum::Json(checked.json).into_response())
+        }
+        .await;
+        trail.release(&gw, result).await
     }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    .instrument(span)
+    .await
+}
+
+fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers.get("traceparent").and_then(|v| v.to_str().ok())
 }
 
 #[derive(Deserialize)]
@@ -80,14 +97,39 @@ pub(super) async fn auth(
     body: Body,
 ) -> Response {
     let id = request_id(&headers);
-    let client = match gw.clients.identify(&headers) {
-        Ok(client) => client,
-        Err(e) => return e.into_response(),
-    };
-    let checked = match read_json(&gw, &headers, body).await {
-        Ok(body) => check_payload(&gw.host.snapshot(), body, None, &id, &client)
-            .await
-            .map_err(|e| e.to_string()),
+    let (mut trail, span) = Trail::new("check/auth", &id, traceparent(&headers));
+    async {
+        let response = match gw.clients.identify(&headers) {
+            Ok(client) => {
+                trail.client(&client);
+                Ok(authorize(&gw, &headers, body, &query, &id, &client, &mut trail).await)
+            }
+            Err(e) => Err(e),
+        };
+        trail.release(&gw, response).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// The authorization answer for an authenticated subrequest.
+async fn authorize(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    body: Body,
+    query: &AuthQuery,
+    id: &str,
+    client: &str,
+    trail: &mut Trail,
+) -> Response {
+    let snapshot = gw.host.snapshot();
+    let checked = match read_json(gw, headers, body).await {
+        Ok(body) => {
+            trail.request(body["model"].as_str().unwrap_or_default(), false);
+            check_payload(&snapshot, body, None, id, client)
+                .await
+                .map_err(|e| e.to_string())
+        }
         Err(e) => Err(e.message),
     };
     // A refusal's body is the OpenAI-style error a client would get from the gateway
@@ -100,7 +142,9 @@ pub(super) async fn auth(
         }
         Ok(checked) => {
             let decision = &checked.decision;
-            log_decision("auth", &id, &client, decision);
+            log_decision("auth", id, client, decision);
+            trail.stage(gw, "input", &snapshot, decision, |_| None);
+            trail.answered(decision.verdict);
             let generation = Some(decision.generation);
             let on_modify_allowed = query.on_modify.as_deref() == Some("allow");
             match decision.verdict {
@@ -119,7 +163,7 @@ pub(super) async fn auth(
                 Action::Modify => {
                     let reasons = distinct(decision.findings.iter().filter(|f| f.enforced));
                     let mut e =
-                        ApiError::policy_violation("request", &reasons, decision.generation, &id);
+                        ApiError::policy_violation("request", &reasons, decision.generation, id);
                     e.message = format!(
                         "{}; the request needs rewriting, which an authorization subrequest \
                          cannot apply",
@@ -128,7 +172,7 @@ pub(super) async fn auth(
                     (StatusCode::FORBIDDEN, "modify", generation, e.body())
                 }
                 Action::Deny => {
-                    let e = refused("request", decision, &id);
+                    let e = refused("request", decision, id);
                     (StatusCode::FORBIDDEN, "deny", generation, e.body())
                 }
             }
@@ -137,7 +181,7 @@ pub(super) async fn auth(
     let mut response = (status, axum::Json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert("x-portcullis-verdict", HeaderValue::from_static(verdict));
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Ok(v) = HeaderValue::from_str(id) {
         headers.insert("x-portcullis-request-id", v);
     }
     if let Some(generation) = generation {

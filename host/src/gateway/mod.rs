@@ -48,7 +48,7 @@ pub struct Gateway {
     clients: Clients,
     budgets: Arc<budget::Budgets>,
     settings: GatewaySection,
-    observer: Observer,
+    observer: Arc<Observer>,
 }
 
 impl Gateway {
@@ -58,11 +58,22 @@ impl Gateway {
     pub fn new(host: Arc<PolicyHost>) -> Result<Gateway, String> {
         let config = host.config();
         let settings = config.gateway.clone();
+        let observer = Arc::new(Observer::new(&config)?);
+        let budgets = budget::Budgets::from_settings(&settings);
+        if settings.upstream.is_none() || settings.clients.iter().any(|c| budgets.applies_to(&c.id))
+        {
+            // The tokenizer loads on first use (~0.1 s): not on a client's first request.
+            tokens::count("");
+        }
+        let listener = observer.clone();
+        host.on_event(Box::new(move |event, fields| {
+            listener.lifecycle(event, fields)
+        }));
         Ok(Gateway {
-            observer: Observer::new(&config)?,
+            observer,
             upstream: Upstream::from_settings(&settings)?,
             clients: Clients::from_settings(&settings)?,
-            budgets: Arc::new(budget::Budgets::from_settings(&settings)),
+            budgets: Arc::new(budgets),
             settings,
             host,
         })

@@ -25,6 +25,8 @@ pub(super) struct Trail {
     upstream_model: Option<String>,
     features: Option<Features>,
     template: Option<u64>,
+    /// The verdict a check endpoint answered with (200 whatever the verdict).
+    answered: Option<Action>,
 }
 
 impl Trail {
@@ -59,6 +61,7 @@ impl Trail {
             upstream_model: None,
             features: None,
             template: None,
+            answered: None,
         };
         (trail, span)
     }
@@ -122,6 +125,11 @@ impl Trail {
         self.template = Some(template);
     }
 
+    /// A check endpoint answered with this verdict.
+    pub fn answered(&mut self, verdict: Action) {
+        self.answered = Some(verdict);
+    }
+
     /// Token usage, when known.
     pub fn tokens(&mut self, tokens: Tokens) {
         self.record.tokens = Some(tokens);
@@ -132,7 +140,11 @@ impl Trail {
         let r = &mut self.record;
         r.status = status.as_u16();
         r.outcome = match code {
-            None if self.modified => RequestOutcome::Modified,
+            None if self.answered == Some(Action::Deny) => RequestOutcome::Denied,
+            None if self.modified || self.answered == Some(Action::Modify) => {
+                RequestOutcome::Modified
+            }
+            None if status.is_client_error() || status.is_server_error() => RequestOutcome::Invalid,
             None => RequestOutcome::Allowed,
             Some("policy_violation") => RequestOutcome::Denied,
             Some("rate_limit_exceeded") => RequestOutcome::RateLimited,
@@ -181,7 +193,6 @@ pub(super) struct Finished {
 impl Finished {
     /// Hand the record to the observer (metrics, alerts, drift, audit log).
     pub async fn record(self, gw: &Gateway) -> Result<(), crate::observe::audit::AuditError> {
-        gw.observer.check_policies(&gw.host.snapshot());
         gw.observer
             .record(&self.record, self.features, self.template)
             .await

@@ -19,7 +19,7 @@
 //! each alert as JSON from a bounded queue, with retries and backoff; a full queue or
 //! a dead webhook never delays a request.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -96,7 +96,6 @@ pub struct Rules {
     unknown_keys: VecDeque<(Instant, String)>,
     /// Per policy: the last 200 run times, µs.
     latencies: HashMap<String, VecDeque<u64>>,
-    revoked: HashSet<String>,
     records: u64,
 }
 
@@ -283,19 +282,17 @@ impl Rules {
     pub fn drift_due(&self) -> bool {
         self.records.is_multiple_of(100)
     }
+}
 
-    /// A policy is deactivated: raised once per digest.
-    pub fn revoked(&mut self, policy: &str, digest: &str, reason: &str) -> Option<Raised> {
-        self.revoked.insert(digest.to_string()).then(|| {
-            raise(
-                "critical",
-                "policy-revoked",
-                policy,
-                format!("active policy {policy} ({digest}) was deactivated: {reason}"),
-                Vec::new(),
-            )
-        })
-    }
+/// An active policy was deactivated (it no longer verifies).
+pub fn revoked(policy: &str, digest: &str, reason: &str) -> Raised {
+    raise(
+        "critical",
+        "policy-revoked",
+        policy,
+        format!("active policy {policy} ({digest}) was deactivated: {reason}"),
+        Vec::new(),
+    )
 }
 
 /// A template id for a prompt: its text with digits masked and whitespace

@@ -22,7 +22,7 @@ use sha2::Sha256;
 
 use crate::bindings::ChatRequest;
 use crate::config::PipelineConfig;
-use crate::pipeline::{Decision, Pipeline, Reported};
+use crate::pipeline::{Decision, Reported};
 use alerts::{AlertsSection, Gate, Outlets, Raised, Rules};
 use audit::{AuditError, AuditLog};
 use drift::{DriftMonitor, DriftReport, Features, PolicySignal};
@@ -201,24 +201,21 @@ impl Observer {
         }
     }
 
-    /// Raise an alert for every policy of `snapshot` that is deactivated (once per
-    /// version).
-    pub fn check_policies(&self, snapshot: &Pipeline) {
-        if snapshot.entries().iter().all(|e| e.deactivated.is_none()) {
-            return;
+    /// A lifecycle event of the policy host: a `lifecycle` audit record, and a
+    /// `policy-revoked` alert when an active policy is deactivated.
+    pub fn lifecycle(&self, event: &str, fields: &serde_json::Value) {
+        let mut record = serde_json::json!({ "time": timestamp(), "event": event });
+        if let (Some(record), Some(fields)) = (record.as_object_mut(), fields.as_object()) {
+            record.extend(fields.clone());
         }
-        let revoked: Vec<Raised> = {
-            let mut alerts = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
-            snapshot
-                .entries()
-                .iter()
-                .filter_map(|e| {
-                    let reason = e.deactivated.as_deref()?;
-                    alerts.0.revoked(e.policy.name(), e.policy.digest(), reason)
-                })
-                .collect()
-        };
-        self.raise(revoked);
+        if let Some(log) = &self.audit {
+            log.append_detached("lifecycle", &record);
+        }
+        if event == "deactivated" {
+            let field = |k: &str| fields[k].as_str().unwrap_or_default();
+            let alert = alerts::revoked(field("policy"), field("digest"), field("reason"));
+            self.raise(vec![alert]);
+        }
     }
 
     /// Deduplicate, rate limit and send alerts: sink, audit log, metrics, webhook.
