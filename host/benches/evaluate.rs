@@ -458,7 +458,10 @@ async fn gateway_streaming() {
     let client = reqwest::Client::new();
     // One streamed call: (time to the first non-empty content delta, time to [DONE]).
     let call = async |address: std::net::SocketAddr, message: &str| {
+        // Usage asked for on both paths: the gateway always asks the upstream for it,
+        // and the mock's token count must not be counted as the gateway's cost.
         let body = serde_json::json!({"stream": true,
+            "stream_options": {"include_usage": true},
             "messages": [{"role": "user", "content": message}]});
         let started = Instant::now();
         let response = client

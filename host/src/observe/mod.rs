@@ -354,13 +354,14 @@ fn keyed_hash(key: &[u8], bytes: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Now, RFC 3339 UTC with milliseconds.
+/// Now, RFC 3339 UTC with exactly three fractional digits (so times sort as text).
 pub fn timestamp() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    let millis = t
-        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .unwrap_or(t);
-    crate::artifact::manifest::format_utc(millis)
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
 }
 
 /// The public keys for `audit verify`: `KEY.pub` of the configured checkpoint key.
@@ -404,6 +405,15 @@ mod tests {
         let other = cost(&prices, "x", t).unwrap();
         assert!((other - 0.002).abs() < 1e-12, "{other}");
         assert_eq!(cost(&prices[..1], "x", t), None);
+    }
+
+    #[test]
+    fn timestamps_have_fixed_width() {
+        let t = timestamp();
+        assert_eq!(t.len(), "2026-11-26T09:15:30.600Z".len(), "{t}");
+        assert!(
+            time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).is_ok()
+        );
     }
 
     #[test]
