@@ -220,6 +220,21 @@ async fn budgets_refusals_are_recorded_and_counted() {
     assert_eq!(limited[0]["status"], 429);
 }
 
+/// A chat call carrying `traceparent`; the status once the whole answer is in.
+async fn traced_chat(url: String, traceparent: &str, text: &str) -> u16 {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(KEY)
+        .header("traceparent", traceparent)
+        .json(&user(text))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    response.bytes().await.unwrap();
+    status
+}
+
 /// `portcullis serve` on the observed example configuration, as a child process.
 struct Served {
     child: std::process::Child,
@@ -573,16 +588,15 @@ async fn spans_form_a_tree_in_the_clients_trace_and_the_upstream_joins_it() {
     let extra = upstream.config();
     let gw = Running::start(move |t| observed(t) + &extra).await;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let response = reqwest::Client::new()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .header("traceparent", incoming)
-        .json(&user("who is the contact?"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.bytes().await.unwrap();
+    assert_eq!(
+        traced_chat(
+            gw.url("/v1/chat/completions"),
+            incoming,
+            "who is the contact?"
+        )
+        .await,
+        200
+    );
     let dir = gw.stop().await;
     provider.force_flush().unwrap();
 
@@ -656,25 +670,20 @@ async fn without_export_the_clients_trace_id_still_reaches_the_upstream() {
     let extra = upstream.config();
     let gw = Running::start(move |t| t + &extra).await;
     let incoming = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-    let response = reqwest::Client::new()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .header("traceparent", incoming)
-        .json(&user("hello"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(
+        traced_chat(gw.url("/v1/chat/completions"), incoming, "hello").await,
+        200
+    );
     // A malformed traceparent starts a new trace.
-    let response = reqwest::Client::new()
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .header("traceparent", "00-zz-b7ad6b7169203331-01")
-        .json(&user("hello"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(
+        traced_chat(
+            gw.url("/v1/chat/completions"),
+            "00-zz-b7ad6b7169203331-01",
+            "hello"
+        )
+        .await,
+        200
+    );
     let sent = upstream.traceparents.lock().unwrap().clone();
     let first = sent[0].as_deref().unwrap();
     assert!(
@@ -729,18 +738,9 @@ async fn serve_exports_its_spans_to_an_otlp_collector() {
         );
     std::fs::write(&config, text).unwrap();
     let mut served = Served::start(&config).await;
-    let response = reqwest::Client::new()
-        .post(served.url("/v1/chat/completions"))
-        .bearer_auth(KEY)
-        .header(
-            "traceparent",
-            "00-5c1c63257de34c67b7b4a6a8c8e2f9d1-1111111111111111-01",
-        )
-        .json(&user("hello"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let traceparent = "00-5c1c63257de34c67b7b4a6a8c8e2f9d1-1111111111111111-01";
+    let url = served.url("/v1/chat/completions");
+    assert_eq!(traced_chat(url, traceparent, "hello").await, 200);
     let term = std::process::Command::new("kill")
         .args(["-TERM", &served.child.id().to_string()])
         .status()
