@@ -118,6 +118,9 @@ pub struct PipelineConfig {
     /// Input drift monitoring windows.
     #[serde(default)]
     pub drift: crate::observe::drift::DriftSettings,
+    /// Where `oci://` policies come from.
+    #[serde(default)]
+    pub registry: crate::registry::RegistrySection,
     /// The policies, in order (order matters when modifications compose).
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
@@ -346,6 +349,20 @@ impl PipelineConfig {
             }
             _ => {}
         }
+        let refs = crate::registry::source::registry_refs(self);
+        self.registry
+            .validate(!refs.is_empty())
+            .map_err(|(k, m)| invalid(format!("registry.{k}"), m))?;
+        if !refs.is_empty() && self.trust.allow_unsigned {
+            return Err(invalid(
+                "trust.allow_unsigned".into(),
+                "oci:// policies are always verified: configure a trust store".into(),
+            ));
+        }
+        for (key, reference) in &refs {
+            crate::registry::ArtifactRef::parse(reference)
+                .map_err(|m| invalid(format!("policies.{key}.path"), m))?;
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, p) in self.policies.iter().enumerate() {
             let key = |field: &str| format!("policies[{i}].{field}");
@@ -415,6 +432,24 @@ impl PipelineConfig {
         } else {
             self.base_dir.join(path)
         }
+    }
+
+    /// The file a policy's `path` names now: a file resolved against the
+    /// configuration's directory, or, for an `oci://` reference, the verified
+    /// artifact in the registry cache. `Err` says why there is none yet.
+    pub fn component_path(&self, path: &Path) -> Result<PathBuf, String> {
+        match (path.to_str(), self.registry_cache()) {
+            (Some(text), Some(cache)) if crate::registry::ArtifactRef::is_registry(text) => {
+                cache.resolve(text)
+            }
+            _ => Ok(self.resolve(path)),
+        }
+    }
+
+    /// The registry cache, if configured.
+    pub fn registry_cache(&self) -> Option<crate::registry::cache::Cache> {
+        let dir = self.registry.cache_dir.as_ref()?;
+        Some(crate::registry::cache::Cache::new(self.resolve(dir)))
     }
 
     /// The resolved trust store and state paths, or `None` with `allow_unsigned`.

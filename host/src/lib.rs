@@ -20,7 +20,8 @@
 //! * [`observe`]: the audit log, metrics, alerts and drift monitoring;
 //! * [`check`]: checking one request or response payload (`portcullis check`, check API);
 //! * [`fixtures`]: running policies' fixtures (the CI eval gate).
-//! * [`artifact`]: signed policy artifacts (bundles, keys, the trust store).
+//! * [`artifact`]: signed policy artifacts (bundles, keys, the trust store);
+//! * [`registry`]: policies through an OCI registry (push, pull, the host's poller).
 
 pub mod artifact;
 pub mod bindings;
@@ -36,6 +37,7 @@ pub mod observe;
 pub mod openai;
 pub mod pipeline;
 pub mod policy;
+pub mod registry;
 pub mod releases;
 pub mod rollout;
 pub mod toml_file;

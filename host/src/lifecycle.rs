@@ -261,6 +261,29 @@ impl PolicyHost {
             .push(listener);
     }
 
+    /// Report an event from outside a reload (the registry source's refusals and
+    /// warnings): to every listener and the lifecycle journal, like reload events.
+    pub fn announce(&self, event: &'static str, fields: Value) {
+        let releases = self.config().lifecycle_dir().map(Releases::new);
+        self.publish(releases.as_ref(), vec![(event, fields)]);
+    }
+
+    fn publish(&self, releases: Option<&Releases>, events: Vec<(&'static str, Value)>) {
+        {
+            let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+            for (event, fields) in &events {
+                for listener in listeners.iter() {
+                    listener(event, fields);
+                }
+            }
+        }
+        if let Some(r) = releases {
+            for (event, fields) in events {
+                r.journal(event, fields);
+            }
+        }
+    }
+
     /// The active set: evaluate a whole request or response against this one value.
     pub fn snapshot(&self) -> Arc<Pipeline> {
         self.active.load().pipeline.clone()
@@ -463,19 +486,7 @@ impl PolicyHost {
                 "policy set swapped in"
             );
         }
-        {
-            let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
-            for (event, fields) in &round.journal {
-                for listener in listeners.iter() {
-                    listener(event, fields);
-                }
-            }
-        }
-        if let Some(r) = &releases {
-            for (event, fields) in round.journal {
-                r.journal(event, fields);
-            }
-        }
+        self.publish(releases.as_ref(), round.journal);
         self.forget_inactive(round.rejected_digests);
         self.finish(&report, &config);
         Ok(report)

@@ -20,6 +20,9 @@ use crate::rollout;
 
 /// A configured policy's inputs as they are on disk now.
 pub struct Candidate {
+    /// The component file read (for `oci://` policies, the verified copy in the
+    /// registry cache).
+    pub path: std::path::PathBuf,
     /// The component bytes.
     pub wasm: Vec<u8>,
     /// The sidecar bundle bytes, or why they cannot be read.
@@ -33,7 +36,12 @@ pub struct Candidate {
 impl Candidate {
     /// Read the files of policy `p`.
     pub fn read(config: &PipelineConfig, p: &PolicyConfig) -> Result<Candidate, LoadError> {
-        let path = config.resolve(&p.path);
+        let path = config
+            .component_path(&p.path)
+            .map_err(|reason| LoadError::NotPulled {
+                policy: p.name.clone(),
+                reason,
+            })?;
         let wasm = std::fs::read(&path).map_err(|source| LoadError::Read {
             policy: p.name.clone(),
             path: path.clone(),
@@ -61,6 +69,7 @@ impl Candidate {
             hash.update(part);
         }
         Ok(Candidate {
+            path,
             wasm,
             bundle,
             fingerprint: hex::encode(hash.finalize()),
@@ -95,7 +104,7 @@ pub async fn load_entry(
     candidate: Candidate,
     admission: Admission,
 ) -> Result<(Entry, Option<Verified>), LoadError> {
-    let path = config.resolve(&p.path);
+    let path = candidate.path.clone();
     let mut limits = config
         .limits_for(p)
         .map_err(|(key, message)| EngineError::Invalid {

@@ -116,6 +116,11 @@ fn files_of(config: &PipelineConfig, config_path: &Path) -> BTreeSet<PathBuf> {
         .iter()
         .flat_map(|p| std::iter::once(p.clone()).chain(p.candidate_policy()));
     for p in versions {
+        // Registry artifacts are cached by digest and never change; the registry
+        // source reloads when a reference moves.
+        if p.path.to_str().is_some_and(crate::registry::ArtifactRef::is_registry) {
+            continue;
+        }
         let wasm = config.resolve(&p.path);
         files.insert(crate::artifact::bundle::sidecar_path(&wasm));
         files.insert(wasm);

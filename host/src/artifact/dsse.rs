@@ -61,6 +61,25 @@ impl Envelope {
     pub fn payload_bytes(&self) -> Result<Vec<u8>, base64::DecodeError> {
         STANDARD.decode(&self.payload)
     }
+
+    /// Add `key`'s signature over the payload, named by `key_id`; `false` (nothing
+    /// added) if that key already signed.
+    pub fn add_signature(
+        &mut self,
+        key: &ed25519_dalek::SigningKey,
+        key_id: &str,
+    ) -> Result<bool, base64::DecodeError> {
+        use ed25519_dalek::Signer as _;
+        if self.signatures.iter().any(|s| s.keyid == key_id) {
+            return Ok(false);
+        }
+        let signature = key.sign(&pae(&self.payload_type, &self.payload_bytes()?));
+        self.signatures.push(Signature {
+            keyid: key_id.to_string(),
+            sig: b64(&signature.to_bytes()),
+        });
+        Ok(true)
+    }
 }
 
 /// Base64 (standard, padded) encoding.

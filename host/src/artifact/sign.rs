@@ -1,9 +1,9 @@
 //! Signing: create a bundle for a component, or add a signature to an existing one.
 
-use ed25519_dalek::{Signer as _, SigningKey};
+use ed25519_dalek::SigningKey;
 
 use super::bundle::Bundle;
-use super::dsse::{self, Envelope, IN_TOTO_PAYLOAD_TYPE};
+use super::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use super::keys::key_id;
 use super::manifest::Predicate;
 use super::statement::Statement;
@@ -86,24 +86,12 @@ pub fn sign(
         }
         _ => Envelope::new(IN_TOTO_PAYLOAD_TYPE, &fresh),
     };
-    if envelope.signatures.iter().any(|s| s.keyid == id) {
-        return Ok(Signed {
-            bundle: Bundle::new(envelope),
-            key_id: id,
-            added: false,
-        });
-    }
-    let payload = envelope
-        .payload_bytes()
+    let added = envelope
+        .add_signature(key, &id)
         .map_err(|e| SignError::Existing(e.to_string()))?;
-    let signature = key.sign(&dsse::pae(&envelope.payload_type, &payload));
-    envelope.signatures.push(dsse::Signature {
-        keyid: id.clone(),
-        sig: dsse::b64(&signature.to_bytes()),
-    });
     Ok(Signed {
         bundle: Bundle::new(envelope),
         key_id: id,
-        added: true,
+        added,
     })
 }

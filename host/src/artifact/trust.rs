@@ -652,37 +652,7 @@ impl Verifier {
         exports: impl FnOnce() -> Result<Exports, String>,
         against_mark: bool,
     ) -> Result<Verified, VerifyError> {
-        let bundle = Bundle::parse(bundle)?;
-        let envelope = &bundle.dsse_envelope;
-        let payload = envelope
-            .payload_bytes()
-            .map_err(|e| VerifyError::MalformedBundle(format!("dsseEnvelope.payload: {e}")))?;
-        let pae = dsse::pae(&envelope.payload_type, &payload);
-
-        // Signatures: revoked or forged trusted signatures fail outright.
-        let mut signed_by = BTreeSet::new();
-        let mut unknown = Vec::new();
-        for signature in &envelope.signatures {
-            let Some(key) = self.store.keys.get(&signature.keyid) else {
-                unknown.push(signature.keyid.clone());
-                continue;
-            };
-            if key.status == KeyStatus::Revoked {
-                return Err(VerifyError::RevokedKey {
-                    key_id: key.id.clone(),
-                });
-            }
-            let bad = || VerifyError::BadSignature {
-                key_id: key.id.clone(),
-            };
-            let sig = dsse::unb64(&signature.sig).map_err(|_| bad())?;
-            let sig = ed25519_dalek::Signature::from_slice(&sig).map_err(|_| bad())?;
-            key.key.verify_strict(&pae, &sig).map_err(|_| bad())?;
-            signed_by.insert(key.id.clone());
-        }
-        if signed_by.is_empty() {
-            return Err(VerifyError::UnknownKey { key_ids: unknown });
-        }
+        let (payload, signed_by) = self.authenticate(bundle)?;
 
         // Only authenticated bytes are parsed.
         let statement = Statement::parse(&payload).map_err(VerifyError::MalformedStatement)?;
@@ -778,6 +748,82 @@ impl Verifier {
         })
     }
 
+    /// Verify a bundle over a signed document other than a policy (a policy-set
+    /// index). The signatures are checked as for a policy; `parse` reads the
+    /// authenticated payload and returns the signed name and sequence with the
+    /// document; enough signing keys (the store's threshold for that name) must be
+    /// active or retired, unexpired and scoped to the name. The sequence must not be
+    /// below the high-water mark kept under `mark` (with `digest` identifying the
+    /// document), which then advances to it.
+    pub fn verify_document<T>(
+        &self,
+        bundle: &[u8],
+        parse: impl FnOnce(&[u8]) -> Result<(String, u64, T), VerifyError>,
+        mark: &str,
+        digest: &str,
+    ) -> Result<T, VerifyError> {
+        let (payload, signed_by) = self.authenticate(bundle)?;
+        let (name, sequence, document) = parse(&payload)?;
+        let now = self.now.unwrap_or_else(OffsetDateTime::now_utc);
+        let need = self.store.threshold_for(&name);
+        let mut qualifying = 0;
+        let mut first_refusal = None;
+        for id in &signed_by {
+            match qualify_scope(&self.store.keys[id], &name, now, self.store.clock_skew) {
+                Ok(()) => qualifying += 1,
+                Err(e) => {
+                    first_refusal.get_or_insert(e);
+                }
+            }
+        }
+        if qualifying < need {
+            return Err(first_refusal.unwrap_or(VerifyError::ThresholdNotMet {
+                name,
+                have: qualifying,
+                need,
+            }));
+        }
+        self.advance_mark(mark, sequence, digest.to_string())?;
+        Ok(document)
+    }
+
+    /// Parse `bundle` and check every signature by a key in the store: the payload
+    /// and the keys that signed it. Revoked or forged trusted signatures fail
+    /// outright; signatures by unknown keys are ignored, but one trusted signature is
+    /// required.
+    fn authenticate(&self, bundle: &[u8]) -> Result<(Vec<u8>, BTreeSet<String>), VerifyError> {
+        let bundle = Bundle::parse(bundle)?;
+        let envelope = &bundle.dsse_envelope;
+        let payload = envelope
+            .payload_bytes()
+            .map_err(|e| VerifyError::MalformedBundle(format!("dsseEnvelope.payload: {e}")))?;
+        let pae = dsse::pae(&envelope.payload_type, &payload);
+        let mut signed_by = BTreeSet::new();
+        let mut unknown = Vec::new();
+        for signature in &envelope.signatures {
+            let Some(key) = self.store.keys.get(&signature.keyid) else {
+                unknown.push(signature.keyid.clone());
+                continue;
+            };
+            if key.status == KeyStatus::Revoked {
+                return Err(VerifyError::RevokedKey {
+                    key_id: key.id.clone(),
+                });
+            }
+            let bad = || VerifyError::BadSignature {
+                key_id: key.id.clone(),
+            };
+            let sig = dsse::unb64(&signature.sig).map_err(|_| bad())?;
+            let sig = ed25519_dalek::Signature::from_slice(&sig).map_err(|_| bad())?;
+            key.key.verify_strict(&pae, &sig).map_err(|_| bad())?;
+            signed_by.insert(key.id.clone());
+        }
+        if signed_by.is_empty() {
+            return Err(VerifyError::UnknownKey { key_ids: unknown });
+        }
+        Ok((payload, signed_by))
+    }
+
     /// The recorded high-water mark for `name`, if any.
     pub fn high_water_mark(&self, name: &str) -> Result<Option<u64>, VerifyError> {
         Ok(self.read_state()?.names.get(name).map(|m| m.sequence))
@@ -871,17 +917,17 @@ fn check_mark(state: &State, name: &str, sequence: u64, digest: &str) -> Result<
     Ok(())
 }
 
-/// Whether `key` may count towards the threshold for predicate `p`.
-fn qualify(
+/// Whether `key` may sign for `name` at `now`: in scope and not expired.
+fn qualify_scope(
     key: &TrustedKey,
-    p: &super::manifest::Predicate,
+    name: &str,
     now: OffsetDateTime,
     skew: time::Duration,
 ) -> Result<(), VerifyError> {
-    if !key.names.iter().any(|g| glob_match(g, &p.name)) {
+    if !key.names.iter().any(|g| glob_match(g, name)) {
         return Err(VerifyError::OutOfScope {
             key_id: key.id.clone(),
-            name: p.name.clone(),
+            name: name.to_string(),
             allowed: key.names.clone(),
         });
     }
@@ -893,6 +939,17 @@ fn qualify(
             not_after: format_utc(not_after),
         });
     }
+    Ok(())
+}
+
+/// Whether `key` may count towards the threshold for predicate `p`.
+fn qualify(
+    key: &TrustedKey,
+    p: &super::manifest::Predicate,
+    now: OffsetDateTime,
+    skew: time::Duration,
+) -> Result<(), VerifyError> {
+    qualify_scope(key, &p.name, now, skew)?;
     if key.status == KeyStatus::Retired
         && let Some(max) = key.max_sequence
         && p.sequence > max

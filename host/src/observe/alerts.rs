@@ -7,12 +7,16 @@
 //! | critical | `injection-reached-model` | a prompt-injection/jailbreak finding by a policy that does not enforce, on a request that went to the model |
 //! | critical | `model-extraction` | one client sends `extraction_requests` requests within `extraction_window_s`, half of them one template (digits masked) |
 //! | critical | `policy-revoked` | an active policy was deactivated (no longer verifies) |
+//! | critical | `registry-artifact-refused` | a registry artifact or policy-set index failed verification (or is not in the signed index) |
+//! | critical | `policy-set-expired` | the signed policy-set index expired: no policy changes until it is re-signed |
+//! | high | `policy-set-expiring` | the signed policy-set index expires within `[registry] index_warn_hours` |
 //! | high | `token-anomaly` | a request's tokens exceed the client's rolling mean + 3σ (after 20 requests) |
 //! | high | `jailbreak-blocked` | a request denied for prompt injection or jailbreak |
 //! | high | `unknown-key-burst` | `unknown_key_burst` unauthenticated requests within a minute |
 //! | medium | `input-drift` | input drift PSI > 0.2 on some feature |
 //! | medium | `latency-sla` | a policy's p95 run time over `latency_sla_ms` |
 //! | medium | `rate-limit-repeated` | `rate_limit_repeats` budget refusals of one client within a minute |
+//! | medium | `registry-unreachable` | the registry source cannot reach a registry (the host keeps its verified set) |
 //!
 //! An alert of the same rule and subject within `dedup_s` is suppressed (and counted
 //! in the next one sent); at most `max_per_minute` alerts are sent. The webhook gets
@@ -284,15 +288,45 @@ impl Rules {
     }
 }
 
-/// An active policy was deactivated (it no longer verifies).
-pub fn revoked(policy: &str, digest: &str, reason: &str) -> Raised {
-    raise(
-        "critical",
-        "policy-revoked",
-        policy,
-        format!("active policy {policy} ({digest}) was deactivated: {reason}"),
-        Vec::new(),
-    )
+/// The alert a lifecycle event raises, if any: a deactivated policy, and the
+/// registry source's refusals and warnings.
+pub fn from_lifecycle(event: &str, fields: &serde_json::Value) -> Option<Raised> {
+    let field = |k: &str| fields[k].as_str().unwrap_or_default();
+    let (severity, rule, summary) = match event {
+        "deactivated" => (
+            "critical",
+            "policy-revoked",
+            format!(
+                "active policy {} ({}) was deactivated: {}",
+                field("policy"),
+                field("digest"),
+                field("reason")
+            ),
+        ),
+        "registry-refused" | "policy-set-refused" => (
+            "critical",
+            "registry-artifact-refused",
+            format!(
+                "refused {} {}: {}",
+                field("reference"),
+                field("digest"),
+                field("reason")
+            ),
+        ),
+        "policy-set-expired" => ("critical", "policy-set-expired", field("reason").to_string()),
+        "policy-set-expiring" => ("high", "policy-set-expiring", field("reason").to_string()),
+        "registry-unreachable" => (
+            "medium",
+            "registry-unreachable",
+            format!("{}: {}", field("reference"), field("reason")),
+        ),
+        _ => return None,
+    };
+    let subject = [field("policy"), field("reference")]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or(event);
+    Some(raise(severity, rule, subject, summary, Vec::new()))
 }
 
 /// A template id for a prompt: its text with digits masked and whitespace

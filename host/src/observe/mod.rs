@@ -211,9 +211,7 @@ impl Observer {
         if let Some(log) = &self.audit {
             log.append_detached("lifecycle", &record);
         }
-        if event == "deactivated" {
-            let field = |k: &str| fields[k].as_str().unwrap_or_default();
-            let alert = alerts::revoked(field("policy"), field("digest"), field("reason"));
+        if let Some(alert) = alerts::from_lifecycle(event, fields) {
             self.raise(vec![alert]);
         }
     }

@@ -53,6 +53,14 @@ pub enum LoadError {
         /// Why.
         source: std::io::Error,
     },
+    /// A registry policy has no verified artifact in the cache yet.
+    #[error("policy {policy}: {reason}")]
+    NotPulled {
+        /// Policy name.
+        policy: String,
+        /// Why.
+        reason: String,
+    },
     /// A policy is configured for a stage its component does not implement.
     #[error(
         "policy {policy}: configured for stage {stage} but the component does not export {export}"

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 mod audit;
 mod dev;
 mod operate;
+mod registry;
 mod signing;
 
 /// Portcullis: run signed WebAssembly policies around LLM traffic.
@@ -201,6 +202,48 @@ enum Command {
         #[arg(long, default_value = "policies")]
         manifests: PathBuf,
     },
+    /// Push a signed policy to an OCI registry: the component (CNCF Wasm layout) and
+    /// its signature bundle (<POLICY>.sigstore.json) as an OCI 1.1 referrer, plus the
+    /// sha256-<hex> fallback tag when the registry has no Referrers API. Prints the
+    /// reference by digest.
+    ///
+    /// Example: portcullis push pii.wasm registry.example.com/policies/pii:1.2.0
+    Push {
+        #[command(flatten)]
+        registry: registry::RegistryArgs,
+        /// The signed component (.wasm).
+        policy: PathBuf,
+        /// REGISTRY/REPOSITORY:TAG (oci:// optional).
+        target: String,
+    },
+    /// Pull a policy from an OCI registry by digest, verify it against a trust store,
+    /// and only then write <OUT>/<name>.wasm and its bundle (exit 1 and nothing
+    /// written when it does not verify).
+    ///
+    /// Example: portcullis pull --trust trust.toml --out policies registry.example.com/policies/pii:1.2.0
+    Pull {
+        #[command(flatten)]
+        registry: registry::RegistryArgs,
+        /// Trust store (TOML).
+        #[arg(long)]
+        trust: PathBuf,
+        /// Sequence high-water-mark file (JSON; created on first success).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Require the signed policy name to be this one.
+        #[arg(long)]
+        name: Option<String>,
+        /// Directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+        /// REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
+        source: String,
+    },
+    /// Signed policy-set indexes (the exact digests a fleet must run).
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Show a component's digest, size, exported contracts, imports and its bundle's
     /// claims (marked unverified unless --trust verifies them).
     ///
@@ -211,6 +254,36 @@ enum Command {
         trust: Option<PathBuf>,
         /// The policy component (.wasm).
         policy: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Resolve each policy to its digest, sign the list with a short expiry and a
+    /// sequence one above the published index's, and push it. Hosts configured with
+    /// [registry] index run exactly these digests.
+    ///
+    /// Example: portcullis index publish --key ci.pem --name prod --policy pii=registry.example.com/policies/pii:1.2.0 registry.example.com/policies/sets:prod
+    Publish {
+        #[command(flatten)]
+        registry: registry::RegistryArgs,
+        /// Private key (PKCS#8 PEM); the trust store must scope it to the set name.
+        #[arg(long)]
+        key: PathBuf,
+        /// The set's name (hosts follow one name).
+        #[arg(long)]
+        name: String,
+        /// Sequence (default: the published index's + 1, or 1).
+        #[arg(long)]
+        sequence: Option<u64>,
+        /// Hours until the index expires and must be re-signed.
+        #[arg(long, default_value_t = 24)]
+        expires_hours: u64,
+        /// NAME=REFERENCE, once per policy (a candidate: NAME:candidate=REFERENCE).
+        #[arg(long = "policy", required = true)]
+        policies: Vec<String>,
+        /// Where to push the index (REGISTRY/REPOSITORY:TAG).
+        target: String,
     },
 }
 
@@ -299,6 +372,48 @@ fn main() -> ExitCode {
             } => signing::verify(&trust, state.as_deref(), name.as_deref(), &policy),
             Command::DevSign { config, manifests } => dev::dev_sign(&config, &manifests),
             Command::Inspect { trust, policy } => signing::inspect(trust.as_deref(), &policy),
+            Command::Push {
+                registry,
+                policy,
+                target,
+            } => registry::push(&registry, &policy, &target).await,
+            Command::Pull {
+                registry,
+                trust,
+                state,
+                name,
+                out,
+                source,
+            } => {
+                let trust = registry::PullTrust {
+                    trust: &trust,
+                    state: state.as_deref(),
+                    name: name.as_deref(),
+                };
+                registry::pull(&registry, &trust, &source, &out).await
+            }
+            Command::Index {
+                command:
+                    IndexCommand::Publish {
+                        registry,
+                        key,
+                        name,
+                        sequence,
+                        expires_hours,
+                        policies,
+                        target,
+                    },
+            } => {
+                let request = registry::IndexRequest {
+                    key: &key,
+                    name: &name,
+                    sequence,
+                    expires_hours,
+                    policies: &policies,
+                    target: &target,
+                };
+                registry::publish_index(&registry, &request).await
+            }
         }
     });
     drop(runtime);
@@ -337,10 +452,7 @@ fn init_tracing(provider: Option<&opentelemetry_sdk::trace::SdkTracerProvider>) 
 }
 
 async fn serve(config: &Path, listen: Option<std::net::SocketAddr>) -> anyhow::Result<ExitCode> {
-    let options = PipelineConfig::load(config)?.engine_options();
-    let engine = portcullis::engine::Engine::new(&options)?;
-    let host = Arc::new(PolicyHost::start(&engine, config).await?);
-    host.write_status();
+    let (host, _registry) = start_host(config).await?;
     let _watch = portcullis::watch::watch(host.clone())?;
     let gateway = portcullis::gateway::Gateway::new(host.clone()).map_err(anyhow::Error::msg)?;
     let settings = host.config().gateway;
@@ -397,10 +509,7 @@ async fn check(
     stage: Option<Stage>,
     input: &str,
 ) -> anyhow::Result<ExitCode> {
-    let options = PipelineConfig::load(config)?.engine_options();
-    let engine = portcullis::engine::Engine::new(&options)?;
-    let host = Arc::new(PolicyHost::start(&engine, config).await?);
-    host.write_status();
+    let (host, _registry) = start_host(config).await?;
     let _watch = if watch {
         Some(portcullis::watch::watch(host.clone())?)
     } else {
@@ -425,6 +534,24 @@ async fn check(
         writeln!(out, "{printed}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Start the policy host for `config`: pull and verify its registry policies first
+/// (from the cache when the registry is down), then keep them current.
+async fn start_host(
+    config: &Path,
+) -> anyhow::Result<(Arc<PolicyHost>, Option<portcullis::registry::source::Poller>)> {
+    let pipeline = PipelineConfig::load(config)?;
+    let engine = portcullis::engine::Engine::new(&pipeline.engine_options())?;
+    let source = portcullis::registry::source::Source::new(&engine, &pipeline)
+        .map_err(anyhow::Error::msg)?;
+    if let Some(source) = &source {
+        source.prepare(&pipeline).await.map_err(anyhow::Error::msg)?;
+    }
+    let host = Arc::new(PolicyHost::start(&engine, config).await?);
+    host.write_status();
+    let poller = source.map(|s| s.spawn(host.clone()));
+    Ok((host, poller))
 }
 
 /// One input line to one decision line; `Err` is a per-line error message.
