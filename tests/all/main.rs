@@ -9,5 +9,6 @@ mod hostile;
 mod lifecycle;
 mod observe;
 mod pipeline;
+mod registry;
 mod signing;
 mod support;

@@ -53,6 +53,9 @@ pub enum LoadError {
         /// Why.
         source: std::io::Error,
     },
+    /// The registry source cannot provide the configured policies.
+    #[error("registry: {0}")]
+    Registry(String),
     /// A registry policy has no verified artifact in the cache yet.
     #[error("policy {policy}: {reason}")]
     NotPulled {

@@ -8,6 +8,7 @@
 //! is unreachable.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use crate::artifact::trust::{TrustStore, Verifier, VerifyError, exports_via_engi
 use crate::config::PipelineConfig;
 use crate::engine::Engine;
 use crate::lifecycle::PolicyHost;
+use crate::pipeline::LoadError;
 
 /// One problem a sync ran into: a lifecycle event for the journal and alerts.
 #[derive(Debug, Clone, PartialEq)]
@@ -355,6 +357,25 @@ impl Source {
     fn refused(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.refused.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Start a policy host for the configuration at `config_path`, with its registry
+/// policies: pull and verify them first ([`Source::prepare`]: from the cache when the
+/// registry is down), start the host, then keep them current until the returned
+/// [`Poller`] is dropped (`None` when no policy comes from a registry).
+pub async fn start_host(
+    engine: &Arc<Engine>,
+    config_path: &Path,
+) -> Result<(Arc<PolicyHost>, Option<Poller>), LoadError> {
+    let config = PipelineConfig::load(config_path).map_err(LoadError::Config)?;
+    let source = Source::new(engine, &config).map_err(LoadError::Registry)?;
+    if let Some(source) = &source {
+        source.prepare(&config).await.map_err(LoadError::Registry)?;
+    }
+    let host = Arc::new(PolicyHost::start(engine, config_path).await?);
+    host.write_status();
+    let poller = source.map(|s| s.spawn(host.clone()));
+    Ok((host, poller))
 }
 
 /// A running poll loop; dropping it stops polling.

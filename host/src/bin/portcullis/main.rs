@@ -536,22 +536,13 @@ async fn check(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Start the policy host for `config`: pull and verify its registry policies first
-/// (from the cache when the registry is down), then keep them current.
+/// Start the policy host for `config` (pulling its registry policies first).
 async fn start_host(
     config: &Path,
 ) -> anyhow::Result<(Arc<PolicyHost>, Option<portcullis::registry::source::Poller>)> {
-    let pipeline = PipelineConfig::load(config)?;
-    let engine = portcullis::engine::Engine::new(&pipeline.engine_options())?;
-    let source = portcullis::registry::source::Source::new(&engine, &pipeline)
-        .map_err(anyhow::Error::msg)?;
-    if let Some(source) = &source {
-        source.prepare(&pipeline).await.map_err(anyhow::Error::msg)?;
-    }
-    let host = Arc::new(PolicyHost::start(&engine, config).await?);
-    host.write_status();
-    let poller = source.map(|s| s.spawn(host.clone()));
-    Ok((host, poller))
+    let options = PipelineConfig::load(config)?.engine_options();
+    let engine = portcullis::engine::Engine::new(&options)?;
+    Ok(portcullis::registry::source::start_host(&engine, config).await?)
 }
 
 /// One input line to one decision line; `Err` is a per-line error message.

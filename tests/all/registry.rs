@@ -1,0 +1,725 @@
+//! Policies through a real OCI registry: Debian's `docker-registry` (CNCF
+//! Distribution 2.8, no Referrers API) started on 127.0.0.1 by each test, with and
+//! without Basic auth. `.ci/run` extracts it from the Debian package and sets
+//! `PORTCULLIS_REGISTRY_BIN`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use portcullis::artifact::bundle::sidecar_path;
+use portcullis::artifact::manifest::Kind;
+use portcullis::gateway::{Gateway, serve};
+use portcullis::lifecycle::PolicyHost;
+use portcullis::registry::layout::{self, Descriptor};
+use portcullis::registry::source::{Poller, start_host};
+use serde_json::{Value, json};
+
+use crate::gateway::KEY;
+use crate::signing::{bundle_bytes, key, key_entry, predicate};
+use crate::support::{engine, guest};
+
+const PII: &str = "portcullis_policy_pii";
+
+/// A registry process on 127.0.0.1; killed when dropped. Its storage survives
+/// [`TestRegistry::stop`], so [`TestRegistry::restart`] brings the same content back.
+struct TestRegistry {
+    address: SocketAddr,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The registry binary, or `None` outside CI (the test is then skipped, loudly).
+fn registry_bin() -> Option<PathBuf> {
+    let bin = std::env::var_os("PORTCULLIS_REGISTRY_BIN").map(PathBuf::from);
+    match bin.filter(|b| b.is_file()) {
+        Some(bin) => Some(bin),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must provide Debian's docker-registry (PORTCULLIS_REGISTRY_BIN, see .ci/run)"
+            );
+            eprintln!("SKIPPED: no docker-registry (set PORTCULLIS_REGISTRY_BIN, see .ci/run)");
+            None
+        }
+    }
+}
+
+impl TestRegistry {
+    /// Start a registry; with `user`, Basic auth (htpasswd, bcrypt) is required.
+    fn start(user: Option<(&str, &str)>) -> Option<TestRegistry> {
+        registry_bin()?;
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let auth = match user {
+            None => String::new(),
+            Some((name, password)) => {
+                let hash = bcrypt::hash(password, 5).unwrap();
+                std::fs::write(dir.path().join("htpasswd"), format!("{name}:{hash}\n")).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                )
+            }
+        };
+        std::fs::write(
+            dir.path().join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-only\n{auth}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut registry = TestRegistry {
+            address: ([127, 0, 0, 1], port).into(),
+            dir,
+            child: None,
+        };
+        registry.restart();
+        Some(registry)
+    }
+
+    /// Start (again) on the same port and storage; wait until it answers.
+    fn restart(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("registry.log")).unwrap();
+        let child = Command::new(registry_bin().unwrap())
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(self.address).is_err() {
+            assert!(Instant::now() < deadline, "the registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `host:port`.
+    fn host(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// `host:port/repository:tag`.
+    fn reference(&self, repository_and_tag: &str) -> String {
+        format!("{}/{repository_and_tag}", self.host())
+    }
+
+    /// GET a document from the registry API (anonymous).
+    async fn get(&self, path: &str, accept: &str) -> (u16, Vec<u8>) {
+        let response = reqwest::Client::new()
+            .get(format!("http://{}/v2/{path}", self.address))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.bytes().await.unwrap().to_vec())
+    }
+
+    /// Upload blobs and a manifest with plain HTTP, bypassing `portcullis push` (as
+    /// an attacker with write access, or another tool, would).
+    async fn raw_push(&self, repository: &str, tag: &str, blobs: &[&[u8]], manifest: &[u8]) {
+        let client = reqwest::Client::new();
+        let base = format!("http://{}/v2/{repository}", self.address);
+        for blob in blobs {
+            let digest = Descriptor::of("", blob).digest;
+            let started = client
+                .post(format!("{base}/blobs/uploads/"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(started.status(), 202, "upload session");
+            let location = started.headers()["location"].to_str().unwrap().to_string();
+            let separator = if location.contains('?') { '&' } else { '?' };
+            let location = if location.starts_with("http") {
+                location
+            } else {
+                format!("http://{}{location}", self.address)
+            };
+            let response = client
+                .put(format!("{location}{separator}digest={digest}"))
+                .header("content-type", "application/octet-stream")
+                .body(blob.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201, "blob upload");
+        }
+        let response = client
+            .put(format!("{base}/manifests/{tag}"))
+            .header("content-type", layout::MANIFEST)
+            .body(manifest.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "manifest upload");
+    }
+}
+
+/// A signed release of the pii component in `dir`: `pii-<version>.wasm` and its
+/// bundle signed by `signer` with `sequence`.
+fn release(dir: &Path, signer: &SigningKey, version: &str, sequence: u64) -> PathBuf {
+    let wasm = guest(PII);
+    let mut p = predicate("pii", sequence, Kind::ContentPolicy);
+    p.version = version.to_string();
+    let path = dir.join(format!("pii-{version}.wasm"));
+    std::fs::write(&path, &wasm).unwrap();
+    std::fs::write(sidecar_path(&path), bundle_bytes(&wasm, p, &[signer])).unwrap();
+    path
+}
+
+fn portcullis(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    command.args(args).env("HOME", "/nonexistent");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("portcullis runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn push_stores_the_cncf_layout_and_a_referrer_and_pull_verifies_before_writing() {
+    let Some(registry) = TestRegistry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let signer = key(71);
+    let wasm_path = release(work.path(), &signer, "1.0.0", 1);
+    let trust = work.path().join("trust.toml");
+    std::fs::write(&trust, key_entry(&signer, "")).unwrap();
+    let insecure = ["--insecure-registry", &registry.host()];
+    let target = registry.reference("policies/pii:1.0.0");
+    let pushed = portcullis(
+        &[&["push"][..], &insecure, &[wasm_path.to_str().unwrap(), &target]].concat(),
+        &[],
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let by_digest = String::from_utf8_lossy(&pushed.stdout).trim().to_string();
+    let digest = by_digest.rsplit_once('@').unwrap().1.to_string();
+    assert!(stderr(&pushed).contains("no Referrers API"), "{}", stderr(&pushed));
+
+    // The registry holds the CNCF Wasm layout, byte for byte what the digest names.
+    let (status, manifest) = registry
+        .get("policies/pii/manifests/1.0.0", layout::MANIFEST)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(Descriptor::of("", &manifest).digest, digest);
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(m["config"]["mediaType"], layout::WASM_CONFIG);
+    assert_eq!(m["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(m["layers"][0]["mediaType"], "application/wasm");
+    assert_eq!(
+        m["layers"][0]["digest"],
+        Descriptor::of("", &guest(PII)).digest
+    );
+    // No Referrers API in Distribution 2.8: the bundle is listed under the fallback tag.
+    let (status, _) = registry
+        .get(&format!("policies/pii/referrers/{digest}"), layout::INDEX)
+        .await;
+    assert_eq!(status, 404, "this registry has no Referrers API");
+    let (status, index) = registry
+        .get(
+            &format!("policies/pii/manifests/{}", layout::fallback_tag(&digest)),
+            layout::INDEX,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let index: Value = serde_json::from_slice(&index).unwrap();
+    let referrer = &index["manifests"][0];
+    assert_eq!(referrer["artifactType"], layout::BUNDLE);
+    let (_, referrer) = registry
+        .get(
+            &format!("policies/pii/manifests/{}", referrer["digest"].as_str().unwrap()),
+            layout::MANIFEST,
+        )
+        .await;
+    let referrer: Value = serde_json::from_slice(&referrer).unwrap();
+    assert_eq!(referrer["subject"]["digest"], digest.as_str());
+    assert_eq!(referrer["artifactType"], layout::BUNDLE);
+    assert_eq!(referrer["layers"][0]["mediaType"], layout::BUNDLE);
+
+    // Pull by tag and by digest: verified, then written.
+    for source in [target.as_str(), by_digest.as_str()] {
+        let out = work.path().join("pulled");
+        let pulled = portcullis(
+            &[
+                &["pull"][..],
+                &insecure,
+                &["--trust", trust.to_str().unwrap(), "--name", "pii"],
+                &["--out", out.to_str().unwrap(), source],
+            ]
+            .concat(),
+            &[],
+        );
+        assert!(pulled.status.success(), "{}", stderr(&pulled));
+        assert_eq!(std::fs::read(out.join("pii.wasm")).unwrap(), guest(PII));
+        assert_eq!(
+            std::fs::read(sidecar_path(&out.join("pii.wasm"))).unwrap(),
+            std::fs::read(sidecar_path(&wasm_path)).unwrap()
+        );
+    }
+
+    // A trust store that does not trust the signer: refused, nothing written.
+    let other = work.path().join("other-trust.toml");
+    std::fs::write(&other, key_entry(&key(72), "")).unwrap();
+    let out = work.path().join("refused");
+    let refused = portcullis(
+        &[
+            &["pull"][..],
+            &insecure,
+            &["--trust", other.to_str().unwrap(), "--out", out.to_str().unwrap(), &target],
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("unknown key"), "{}", stderr(&refused));
+    assert!(files_in(&out).is_empty(), "nothing written: {:?}", files_in(&out));
+
+    // Without --insecure-registry the client insists on TLS, and says what to do.
+    let tls = portcullis(
+        &["pull", "--trust", trust.to_str().unwrap(), "--out", out.to_str().unwrap(), &target],
+        &[],
+    );
+    assert_eq!(tls.status.code(), Some(2));
+    assert!(stderr(&tls).contains("--insecure-registry"), "{}", stderr(&tls));
+}
+
+#[tokio::test]
+async fn basic_auth_is_required_and_credentials_come_from_env_or_docker_config() {
+    let Some(registry) = TestRegistry::start(Some(("ci", "s3cret-pw"))) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let signer = key(73);
+    let wasm_path = release(work.path(), &signer, "1.0.0", 1);
+    let wasm = wasm_path.to_str().unwrap();
+    let target = registry.reference("policies/pii:1.0.0");
+    let insecure = ["--insecure-registry", &registry.host()];
+
+    let anonymous = portcullis(&[&["push"][..], &insecure, &[wasm, &target]].concat(), &[]);
+    assert_eq!(anonymous.status.code(), Some(2));
+    assert!(stderr(&anonymous).contains("refused access"), "{}", stderr(&anonymous));
+
+    let user = [&insecure[..], &["--username", "ci"]].concat();
+    let wrong = portcullis(
+        &[&["push"][..], &user, &[wasm, &target]].concat(),
+        &[("PORTCULLIS_REGISTRY_PASSWORD", "wrong")],
+    );
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(stderr(&wrong).contains("refused access"), "{}", stderr(&wrong));
+    assert!(!stderr(&wrong).contains("wrong"), "the password is never printed");
+
+    let pushed = portcullis(
+        &[&["push"][..], &user, &[wasm, &target]].concat(),
+        &[("PORTCULLIS_REGISTRY_PASSWORD", "s3cret-pw")],
+    );
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+
+    // Pull with a Docker-style config file.
+    let docker = work.path().join("docker.json");
+    std::fs::write(
+        &docker,
+        json!({"auths": {registry.host(): {"auth": "Y2k6czNjcmV0LXB3"}}}).to_string(),
+    )
+    .unwrap();
+    let trust = work.path().join("trust.toml");
+    std::fs::write(&trust, key_entry(&signer, "")).unwrap();
+    let out = work.path().join("out");
+    let pulled = portcullis(
+        &[
+            &["pull"][..],
+            &insecure,
+            &["--credentials", docker.to_str().unwrap()],
+            &["--trust", trust.to_str().unwrap(), "--out", out.to_str().unwrap(), &target],
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+    assert_eq!(files_in(&out), ["pii.wasm", "pii.wasm.sigstore.json"]);
+}
+
+#[tokio::test]
+async fn registry_errors_are_clear_and_leave_nothing_behind() {
+    let Some(registry) = TestRegistry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let signer = key(74);
+    let wasm_path = release(work.path(), &signer, "1.0.0", 1);
+    let trust = work.path().join("trust.toml");
+    std::fs::write(&trust, key_entry(&signer, "")).unwrap();
+    let out = work.path().join("out");
+    let pull = |extra: &[&str], source: &str| {
+        let insecure = ["--insecure-registry", &registry.host()];
+        let base = ["--trust", trust.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        portcullis(&[&["pull"][..], &insecure, extra, &base, &[source]].concat(), &[])
+    };
+    let push = portcullis(
+        &[
+            "push",
+            "--insecure-registry",
+            &registry.host(),
+            wasm_path.to_str().unwrap(),
+            &registry.reference("policies/pii:1.0.0"),
+        ],
+        &[],
+    );
+    assert!(push.status.success(), "{}", stderr(&push));
+
+    // Unknown tag.
+    let unknown = pull(&[], &registry.reference("policies/pii:9.9.9"));
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("not found: tag"), "{}", stderr(&unknown));
+
+    // Over the configured size limit (checked from the manifest, before download).
+    let big = pull(&["--max-blob-mb", "0"], &registry.reference("policies/pii:1.0.0"));
+    assert_eq!(big.status.code(), Some(2));
+    assert!(stderr(&big).contains("over the 0-byte limit"), "{}", stderr(&big));
+
+    // A component pushed without its signature referrer (by another tool).
+    let wasm = guest(PII);
+    let wasm_desc = Descriptor::of(layout::WASM_LAYER, &wasm);
+    let config = layout::wasm_config(&wasm_desc, "portcullis:policy/content-policy@0.1.0", &[]);
+    let manifest = layout::policy_manifest(
+        &Descriptor::of(layout::WASM_CONFIG, &config),
+        &wasm_desc,
+        "pii",
+        "1.0.0",
+    );
+    registry
+        .raw_push("policies/unsigned", "1.0.0", &[&config, &wasm], &manifest.bytes)
+        .await;
+    let unsigned = pull(&[], &registry.reference("policies/unsigned:1.0.0"));
+    assert_eq!(unsigned.status.code(), Some(2));
+    let message = stderr(&unsigned);
+    assert!(message.contains("no signature attached"), "{message}");
+    assert!(message.contains(&layout::fallback_tag(&manifest.descriptor.digest)), "{message}");
+
+    // A registry that accepts the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = silent.local_addr().unwrap().to_string();
+    let timeout = portcullis(
+        &[
+            "pull",
+            "--insecure-registry",
+            &address,
+            "--timeout",
+            "1",
+            "--trust",
+            trust.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            &format!("{address}/policies/pii:1.0.0"),
+        ],
+        &[],
+    );
+    assert_eq!(timeout.status.code(), Some(2));
+    let message = stderr(&timeout);
+    assert!(
+        message.contains("did not answer within 1 s") || message.contains("timed out"),
+        "{message}"
+    );
+
+    // A bare name would silently mean Docker Hub: refused.
+    let bare = pull(&[], "policies/pii:1.0.0");
+    assert!(stderr(&bare).contains("name the registry explicitly"), "{}", stderr(&bare));
+
+    assert!(files_in(&out).is_empty(), "nothing written: {:?}", files_in(&out));
+}
+
+/// A gateway host following the registry, in `dir`.
+struct Host {
+    host: Arc<PolicyHost>,
+    address: SocketAddr,
+    _poller: Option<Poller>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Host {
+    async fn start(dir: &Path) -> Result<Host, String> {
+        let (host, poller) = start_host(&engine(), &dir.join("portcullis.toml"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let gateway = Arc::new(Gateway::new(host.clone()).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(serve(gateway, listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Host {
+            host,
+            address,
+            _poller: poller,
+            stop: Some(stop),
+        })
+    }
+
+    /// The active pii version.
+    fn version(&self) -> Option<String> {
+        self.host.snapshot().entries()[0].version.clone()
+    }
+
+    /// A chat call through the gateway: the mock echoes the (redacted) prompt.
+    async fn echo(&self, text: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/v1/chat/completions", self.address))
+            .bearer_auth(KEY)
+            .json(&json!({"messages": [{"role": "user", "content": text}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A host directory: trust store, and a configuration that runs pii from `reference`
+/// through the registry (polled every second) with alerts to `alerts.jsonl`.
+fn host_dir(registry: &TestRegistry, trust: &str, reference: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("trust.toml"), trust).unwrap();
+    std::fs::write(
+        dir.path().join("portcullis.toml"),
+        format!(
+            r#"[trust]
+store = "trust.toml"
+[lifecycle]
+dir = "lifecycle"
+[registry]
+cache_dir = "registry-cache"
+poll_seconds = 1
+timeout_seconds = 2
+insecure = ["{host}"]
+[gateway]
+listen = "127.0.0.1:0"
+[[gateway.clients]]
+id = "dev"
+key_sha256 = "0c0c414e9aa314ab460edeeb399e1812117caafbfd2b9aaf76f0097e522afcb8"
+[alerts]
+sink = "alerts.jsonl"
+dedup_s = 0
+[[policies]]
+name = "pii"
+path = "oci://{reference}"
+stages = ["input"]
+config = {{ action = "redact" }}
+"#,
+            host = registry.host()
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+/// Wait until `done` holds (polling), at most `seconds`.
+async fn eventually(seconds: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn alerts(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("alerts.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn push_release(registry: &TestRegistry, wasm_path: &Path, tag: &str) {
+    let out = portcullis(
+        &[
+            "push",
+            "--insecure-registry",
+            &registry.host(),
+            wasm_path.to_str().unwrap(),
+            &registry.reference(tag),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The issue's scenario: v1 → two hosts serve it → v2 → both converge → a tampered
+/// v3 is refused by both (alert) → the registry stops, the hosts keep serving and a
+/// restarted host starts from its cache → the registry returns and v4 arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
+    let Some(mut registry) = TestRegistry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let signer = key(75);
+    let trust = key_entry(&signer, "");
+    let tag = "policies/pii:stable";
+    push_release(&registry, &release(work.path(), &signer, "1.0.0", 1), tag);
+
+    let dirs = [
+        host_dir(&registry, &trust, &registry.reference(tag)),
+        host_dir(&registry, &trust, &registry.reference(tag)),
+    ];
+    let mut hosts = Vec::new();
+    for dir in &dirs {
+        hosts.push(Host::start(dir.path()).await.unwrap());
+    }
+    for h in &hosts {
+        assert_eq!(h.version().as_deref(), Some("1.0.0"));
+        assert_eq!(h.echo("mail bob@example.org").await, "You said: mail [EMAIL_1]");
+    }
+
+    // v2 under the same tag: both converge.
+    let v2 = release(work.path(), &signer, "1.1.0", 2);
+    push_release(&registry, &v2, tag);
+    eventually(30, "both hosts run v2", || {
+        hosts.iter().all(|h| h.version().as_deref() == Some("1.1.0"))
+    })
+    .await;
+
+    // A tampered v3: another component under v2's valid bundle, pushed with plain
+    // HTTP (as an attacker with registry write access would). Both hosts refuse it,
+    // alert, and keep v2.
+    let evil = guest("portcullis_test_hostile");
+    let evil_desc = Descriptor::of(layout::WASM_LAYER, &evil);
+    let config = layout::wasm_config(&evil_desc, "portcullis:policy/content-policy@0.1.0", &[]);
+    let config_desc = Descriptor::of(layout::WASM_CONFIG, &config);
+    let manifest = layout::policy_manifest(&config_desc, &evil_desc, "pii", "1.2.0");
+    let bundle = std::fs::read(sidecar_path(&v2)).unwrap();
+    let bundle_desc = Descriptor::of(layout::BUNDLE, &bundle);
+    let referrer = layout::bundle_referrer(&manifest.descriptor, &bundle_desc, "x");
+    let mut listed = referrer.descriptor.clone();
+    listed.artifact_type = Some(layout::BUNDLE.into());
+    let index = layout::with_referrer(Default::default(), listed);
+    let repository = "policies/pii";
+    registry
+        .raw_push(repository, "stable", &[&config, &evil], &manifest.bytes)
+        .await;
+    registry
+        .raw_push(
+            repository,
+            &referrer.descriptor.digest,
+            &[layout::EMPTY_BYTES, &bundle],
+            &referrer.bytes,
+        )
+        .await;
+    let fallback = layout::fallback_tag(&manifest.descriptor.digest);
+    raw_put_index(&registry, repository, &fallback, &index.bytes).await;
+    for dir in &dirs {
+        eventually(30, "a registry-artifact-refused alert", || {
+            alerts(dir.path())
+                .iter()
+                .any(|a| a["rule"] == "registry-artifact-refused")
+        })
+        .await;
+        let alert = alerts(dir.path())
+            .into_iter()
+            .find(|a| a["rule"] == "registry-artifact-refused")
+            .unwrap();
+        assert_eq!(alert["severity"], "critical");
+        assert!(
+            alert["summary"].as_str().unwrap().contains("digest mismatch"),
+            "{alert}"
+        );
+        let journal = std::fs::read_to_string(dir.path().join("lifecycle/events.jsonl")).unwrap();
+        assert!(journal.contains("\"registry-refused\""), "{journal}");
+    }
+    for h in &hosts {
+        assert_eq!(h.version().as_deref(), Some("1.1.0"), "v2 stays");
+        assert_eq!(h.echo("mail bob@example.org").await, "You said: mail [EMAIL_1]");
+    }
+
+    // The registry goes away: the hosts keep serving, and say the registry is down.
+    registry.stop();
+    for dir in &dirs {
+        eventually(30, "a registry-unreachable alert", || {
+            alerts(dir.path())
+                .iter()
+                .any(|a| a["rule"] == "registry-unreachable")
+        })
+        .await;
+    }
+    for h in &hosts {
+        assert_eq!(h.echo("mail bob@example.org").await, "You said: mail [EMAIL_1]");
+    }
+    // A host restarted while the registry is down starts from its verified cache.
+    drop(hosts.pop());
+    let restarted = Host::start(dirs[1].path()).await.unwrap();
+    assert_eq!(restarted.version().as_deref(), Some("1.1.0"));
+    assert_eq!(restarted.echo("mail bob@example.org").await, "You said: mail [EMAIL_1]");
+    hosts.push(restarted);
+    // A host with an empty cache cannot start without the registry, and says why.
+    let fresh = host_dir(&registry, &trust, &registry.reference(tag));
+    let refused = Host::start(fresh.path()).await.err().unwrap();
+    assert!(refused.contains("has not been pulled"), "{refused}");
+    assert!(refused.contains("unreachable"), "{refused}");
+
+    // The registry returns; v4 is published; both hosts pick it up.
+    registry.restart();
+    push_release(&registry, &release(work.path(), &signer, "1.3.0", 4), tag);
+    eventually(60, "both hosts run v4", || {
+        hosts.iter().all(|h| h.version().as_deref() == Some("1.3.0"))
+    })
+    .await;
+}
+
+async fn raw_put_index(registry: &TestRegistry, repository: &str, tag: &str, index: &[u8]) {
+    let response = reqwest::Client::new()
+        .put(format!("http://{}/v2/{repository}/manifests/{tag}", registry.address))
+        .header("content-type", layout::INDEX)
+        .body(index.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
