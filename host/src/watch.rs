@@ -118,7 +118,10 @@ fn files_of(config: &PipelineConfig, config_path: &Path) -> BTreeSet<PathBuf> {
     for p in versions {
         // Registry artifacts are cached by digest and never change; the registry
         // source reloads when a reference moves.
-        if p.path.to_str().is_some_and(crate::registry::ArtifactRef::is_registry) {
+        if p.path
+            .to_str()
+            .is_some_and(crate::registry::ArtifactRef::is_registry)
+        {
             continue;
         }
         let wasm = config.resolve(&p.path);

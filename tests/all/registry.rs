@@ -168,10 +168,19 @@ impl TestRegistry {
                 .unwrap();
             assert_eq!(response.status(), 201, "blob upload");
         }
-        let response = client
-            .put(format!("{base}/manifests/{tag}"))
-            .header("content-type", layout::MANIFEST)
-            .body(manifest.to_vec())
+        self.put_manifest(repository, tag, layout::MANIFEST, manifest)
+            .await;
+    }
+
+    /// PUT a manifest or index at `tag` (or digest) with plain HTTP.
+    async fn put_manifest(&self, repository: &str, tag: &str, media_type: &str, bytes: &[u8]) {
+        let response = reqwest::Client::new()
+            .put(format!(
+                "http://{}/v2/{repository}/manifests/{tag}",
+                self.address
+            ))
+            .header("content-type", media_type)
+            .body(bytes.to_vec())
             .send()
             .await
             .unwrap();
@@ -206,7 +215,10 @@ fn stderr(out: &Output) -> String {
 
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -225,13 +237,22 @@ async fn push_stores_the_cncf_layout_and_a_referrer_and_pull_verifies_before_wri
     let insecure = ["--insecure-registry", &registry.host()];
     let target = registry.reference("policies/pii:1.0.0");
     let pushed = portcullis(
-        &[&["push"][..], &insecure, &[wasm_path.to_str().unwrap(), &target]].concat(),
+        &[
+            &["push"][..],
+            &insecure,
+            &[wasm_path.to_str().unwrap(), &target],
+        ]
+        .concat(),
         &[],
     );
     assert!(pushed.status.success(), "{}", stderr(&pushed));
     let by_digest = String::from_utf8_lossy(&pushed.stdout).trim().to_string();
     let digest = by_digest.rsplit_once('@').unwrap().1.to_string();
-    assert!(stderr(&pushed).contains("no Referrers API"), "{}", stderr(&pushed));
+    assert!(
+        stderr(&pushed).contains("no Referrers API"),
+        "{}",
+        stderr(&pushed)
+    );
 
     // The registry holds the CNCF Wasm layout, byte for byte what the digest names.
     let (status, manifest) = registry
@@ -264,7 +285,10 @@ async fn push_stores_the_cncf_layout_and_a_referrer_and_pull_verifies_before_wri
     assert_eq!(referrer["artifactType"], layout::BUNDLE);
     let (_, referrer) = registry
         .get(
-            &format!("policies/pii/manifests/{}", referrer["digest"].as_str().unwrap()),
+            &format!(
+                "policies/pii/manifests/{}",
+                referrer["digest"].as_str().unwrap()
+            ),
             layout::MANIFEST,
         )
         .await;
@@ -302,22 +326,47 @@ async fn push_stores_the_cncf_layout_and_a_referrer_and_pull_verifies_before_wri
         &[
             &["pull"][..],
             &insecure,
-            &["--trust", other.to_str().unwrap(), "--out", out.to_str().unwrap(), &target],
+            &[
+                "--trust",
+                other.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                &target,
+            ],
         ]
         .concat(),
         &[],
     );
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("unknown key"), "{}", stderr(&refused));
-    assert!(files_in(&out).is_empty(), "nothing written: {:?}", files_in(&out));
+    assert!(
+        stderr(&refused).contains("unknown key"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        files_in(&out).is_empty(),
+        "nothing written: {:?}",
+        files_in(&out)
+    );
 
     // Without --insecure-registry the client insists on TLS, and says what to do.
     let tls = portcullis(
-        &["pull", "--trust", trust.to_str().unwrap(), "--out", out.to_str().unwrap(), &target],
+        &[
+            "pull",
+            "--trust",
+            trust.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            &target,
+        ],
         &[],
     );
     assert_eq!(tls.status.code(), Some(2));
-    assert!(stderr(&tls).contains("--insecure-registry"), "{}", stderr(&tls));
+    assert!(
+        stderr(&tls).contains("--insecure-registry"),
+        "{}",
+        stderr(&tls)
+    );
 }
 
 #[tokio::test]
@@ -334,7 +383,11 @@ async fn basic_auth_is_required_and_credentials_come_from_env_or_docker_config()
 
     let anonymous = portcullis(&[&["push"][..], &insecure, &[wasm, &target]].concat(), &[]);
     assert_eq!(anonymous.status.code(), Some(2));
-    assert!(stderr(&anonymous).contains("refused access"), "{}", stderr(&anonymous));
+    assert!(
+        stderr(&anonymous).contains("refused access"),
+        "{}",
+        stderr(&anonymous)
+    );
 
     let user = [&insecure[..], &["--username", "ci"]].concat();
     let wrong = portcullis(
@@ -342,8 +395,15 @@ async fn basic_auth_is_required_and_credentials_come_from_env_or_docker_config()
         &[("PORTCULLIS_REGISTRY_PASSWORD", "wrong")],
     );
     assert_eq!(wrong.status.code(), Some(2));
-    assert!(stderr(&wrong).contains("refused access"), "{}", stderr(&wrong));
-    assert!(!stderr(&wrong).contains("wrong"), "the password is never printed");
+    assert!(
+        stderr(&wrong).contains("refused access"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(
+        !stderr(&wrong).contains("wrong"),
+        "the password is never printed"
+    );
 
     let pushed = portcullis(
         &[&["push"][..], &user, &[wasm, &target]].concat(),
@@ -366,7 +426,13 @@ async fn basic_auth_is_required_and_credentials_come_from_env_or_docker_config()
             &["pull"][..],
             &insecure,
             &["--credentials", docker.to_str().unwrap()],
-            &["--trust", trust.to_str().unwrap(), "--out", out.to_str().unwrap(), &target],
+            &[
+                "--trust",
+                trust.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                &target,
+            ],
         ]
         .concat(),
         &[],
@@ -388,8 +454,16 @@ async fn registry_errors_are_clear_and_leave_nothing_behind() {
     let out = work.path().join("out");
     let pull = |extra: &[&str], source: &str| {
         let insecure = ["--insecure-registry", &registry.host()];
-        let base = ["--trust", trust.to_str().unwrap(), "--out", out.to_str().unwrap()];
-        portcullis(&[&["pull"][..], &insecure, extra, &base, &[source]].concat(), &[])
+        let base = [
+            "--trust",
+            trust.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        portcullis(
+            &[&["pull"][..], &insecure, extra, &base, &[source]].concat(),
+            &[],
+        )
     };
     let push = portcullis(
         &[
@@ -406,12 +480,23 @@ async fn registry_errors_are_clear_and_leave_nothing_behind() {
     // Unknown tag.
     let unknown = pull(&[], &registry.reference("policies/pii:9.9.9"));
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(stderr(&unknown).contains("not found: tag"), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("not found: tag"),
+        "{}",
+        stderr(&unknown)
+    );
 
     // Over the configured size limit (checked from the manifest, before download).
-    let big = pull(&["--max-blob-mb", "0"], &registry.reference("policies/pii:1.0.0"));
+    let big = pull(
+        &["--max-blob-mb", "0"],
+        &registry.reference("policies/pii:1.0.0"),
+    );
     assert_eq!(big.status.code(), Some(2));
-    assert!(stderr(&big).contains("over the 0-byte limit"), "{}", stderr(&big));
+    assert!(
+        stderr(&big).contains("over the 0-byte limit"),
+        "{}",
+        stderr(&big)
+    );
 
     // A component pushed without its signature referrer (by another tool).
     let wasm = guest(PII);
@@ -424,13 +509,21 @@ async fn registry_errors_are_clear_and_leave_nothing_behind() {
         "1.0.0",
     );
     registry
-        .raw_push("policies/unsigned", "1.0.0", &[&config, &wasm], &manifest.bytes)
+        .raw_push(
+            "policies/unsigned",
+            "1.0.0",
+            &[&config, &wasm],
+            &manifest.bytes,
+        )
         .await;
     let unsigned = pull(&[], &registry.reference("policies/unsigned:1.0.0"));
     assert_eq!(unsigned.status.code(), Some(2));
     let message = stderr(&unsigned);
     assert!(message.contains("no signature attached"), "{message}");
-    assert!(message.contains(&layout::fallback_tag(&manifest.descriptor.digest)), "{message}");
+    assert!(
+        message.contains(&layout::fallback_tag(&manifest.descriptor.digest)),
+        "{message}"
+    );
 
     // A registry that accepts the connection and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -459,9 +552,17 @@ async fn registry_errors_are_clear_and_leave_nothing_behind() {
 
     // A bare name would silently mean Docker Hub: refused.
     let bare = pull(&[], "policies/pii:1.0.0");
-    assert!(stderr(&bare).contains("name the registry explicitly"), "{}", stderr(&bare));
+    assert!(
+        stderr(&bare).contains("name the registry explicitly"),
+        "{}",
+        stderr(&bare)
+    );
 
-    assert!(files_in(&out).is_empty(), "nothing written: {:?}", files_in(&out));
+    assert!(
+        files_in(&out).is_empty(),
+        "nothing written: {:?}",
+        files_in(&out)
+    );
 }
 
 /// A gateway host following the registry, in `dir`.
@@ -524,8 +625,14 @@ impl Drop for Host {
 }
 
 /// A host directory: trust store, and a configuration that runs pii from `reference`
-/// through the registry (polled every second) with alerts to `alerts.jsonl`.
-fn host_dir(registry: &TestRegistry, trust: &str, reference: &str) -> tempfile::TempDir {
+/// through the registry (polled every second; `settings` are more `[registry]` lines)
+/// with alerts to `alerts.jsonl`.
+fn host_dir(
+    registry: &TestRegistry,
+    trust: &str,
+    reference: &str,
+    settings: &str,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("trust.toml"), trust).unwrap();
     std::fs::write(
@@ -540,6 +647,7 @@ cache_dir = "registry-cache"
 poll_seconds = 1
 timeout_seconds = 2
 insecure = ["{host}"]
+{settings}
 [gateway]
 listen = "127.0.0.1:0"
 [[gateway.clients]]
@@ -607,8 +715,8 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
     push_release(&registry, &release(work.path(), &signer, "1.0.0", 1), tag);
 
     let dirs = [
-        host_dir(&registry, &trust, &registry.reference(tag)),
-        host_dir(&registry, &trust, &registry.reference(tag)),
+        host_dir(&registry, &trust, &registry.reference(tag), ""),
+        host_dir(&registry, &trust, &registry.reference(tag), ""),
     ];
     let mut hosts = Vec::new();
     for dir in &dirs {
@@ -616,14 +724,19 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
     }
     for h in &hosts {
         assert_eq!(h.version().as_deref(), Some("1.0.0"));
-        assert_eq!(h.echo("mail bob@example.org").await, "You said: mail [EMAIL_1]");
+        assert_eq!(
+            h.echo("mail bob@example.org").await,
+            "You said: mail [EMAIL_1]"
+        );
     }
 
     // v2 under the same tag: both converge.
     let v2 = release(work.path(), &signer, "1.1.0", 2);
     push_release(&registry, &v2, tag);
     eventually(30, "both hosts run v2", || {
-        hosts.iter().all(|h| h.version().as_deref() == Some("1.1.0"))
+        hosts
+            .iter()
+            .all(|h| h.version().as_deref() == Some("1.1.0"))
     })
     .await;
 
@@ -654,7 +767,9 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
         )
         .await;
     let fallback = layout::fallback_tag(&manifest.descriptor.digest);
-    raw_put_index(&registry, repository, &fallback, &index.bytes).await;
+    registry
+        .put_manifest(repository, &fallback, layout::INDEX, &index.bytes)
+        .await;
     for dir in &dirs {
         eventually(30, "a registry-artifact-refused alert", || {
             alerts(dir.path())
@@ -668,7 +783,10 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
             .unwrap();
         assert_eq!(alert["severity"], "critical");
         assert!(
-            alert["summary"].as_str().unwrap().contains("digest mismatch"),
+            alert["summary"]
+                .as_str()
+                .unwrap()
+                .contains("digest mismatch"),
             "{alert}"
         );
         let journal = std::fs::read_to_string(dir.path().join("lifecycle/events.jsonl")).unwrap();
@@ -676,7 +794,10 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
     }
     for h in &hosts {
         assert_eq!(h.version().as_deref(), Some("1.1.0"), "v2 stays");
-        assert_eq!(h.echo("mail bob@example.org").await, "You said: mail [EMAIL_1]");
+        assert_eq!(
+            h.echo("mail bob@example.org").await,
+            "You said: mail [EMAIL_1]"
+        );
     }
 
     // The registry goes away: the hosts keep serving, and say the registry is down.
@@ -690,16 +811,22 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
         .await;
     }
     for h in &hosts {
-        assert_eq!(h.echo("mail bob@example.org").await, "You said: mail [EMAIL_1]");
+        assert_eq!(
+            h.echo("mail bob@example.org").await,
+            "You said: mail [EMAIL_1]"
+        );
     }
     // A host restarted while the registry is down starts from its verified cache.
     drop(hosts.pop());
     let restarted = Host::start(dirs[1].path()).await.unwrap();
     assert_eq!(restarted.version().as_deref(), Some("1.1.0"));
-    assert_eq!(restarted.echo("mail bob@example.org").await, "You said: mail [EMAIL_1]");
+    assert_eq!(
+        restarted.echo("mail bob@example.org").await,
+        "You said: mail [EMAIL_1]"
+    );
     hosts.push(restarted);
     // A host with an empty cache cannot start without the registry, and says why.
-    let fresh = host_dir(&registry, &trust, &registry.reference(tag));
+    let fresh = host_dir(&registry, &trust, &registry.reference(tag), "");
     let refused = Host::start(fresh.path()).await.err().unwrap();
     assert!(refused.contains("has not been pulled"), "{refused}");
     assert!(refused.contains("unreachable"), "{refused}");
@@ -708,18 +835,149 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
     registry.restart();
     push_release(&registry, &release(work.path(), &signer, "1.3.0", 4), tag);
     eventually(60, "both hosts run v4", || {
-        hosts.iter().all(|h| h.version().as_deref() == Some("1.3.0"))
+        hosts
+            .iter()
+            .all(|h| h.version().as_deref() == Some("1.3.0"))
     })
     .await;
 }
 
-async fn raw_put_index(registry: &TestRegistry, repository: &str, tag: &str, index: &[u8]) {
-    let response = reqwest::Client::new()
-        .put(format!("http://{}/v2/{repository}/manifests/{tag}", registry.address))
-        .header("content-type", layout::INDEX)
-        .body(index.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+fn publish_index(registry: &TestRegistry, key: &Path, extra: &[&str], policy: &str) -> String {
+    let out = portcullis(
+        &[
+            &["index", "publish", "--insecure-registry", &registry.host()][..],
+            &["--key", key.to_str().unwrap(), "--name", "prod"],
+            extra,
+            &[
+                "--policy",
+                policy,
+                &registry.reference("policies/sets:prod"),
+            ],
+        ]
+        .concat(),
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// With a signed policy-set index, hosts run exactly the digests it lists: a moved
+/// tag changes nothing until a new index is published; a pinned digest outside the
+/// index, a replayed older index and an index for another set are refused (alerts);
+/// an index close to expiry raises a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_index_pins_the_fleet_to_its_digests() {
+    let Some(registry) = TestRegistry::start(None) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let signer = key(76);
+    let key_path = work.path().join("ci.pem");
+    portcullis::artifact::keys::write_pair(&signer, &key_path).unwrap();
+    let trust = key_entry(&signer, "");
+    let tag = "policies/pii:stable";
+    push_release(&registry, &release(work.path(), &signer, "1.0.0", 1), tag);
+    let pii = format!("pii={}", registry.reference(tag));
+    let first = publish_index(&registry, &key_path, &[], &pii);
+    let index = format!(
+        "index = \"oci://{}\"\nindex_name = \"prod\"\nindex_warn_hours = 6",
+        registry.reference("policies/sets:prod")
+    );
+    let dir = host_dir(&registry, &trust, &registry.reference(tag), &index);
+    let host = Host::start(dir.path()).await.unwrap();
+    assert_eq!(host.version().as_deref(), Some("1.0.0"));
+
+    // The tag moves to v2, the index still lists v1: nothing changes.
+    push_release(&registry, &release(work.path(), &signer, "1.1.0", 2), tag);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        host.version().as_deref(),
+        Some("1.0.0"),
+        "the index decides"
+    );
+
+    // A host pinned to v2 while the index lists v1 refuses to start on it.
+    let v2_digest = portcullis(
+        &[
+            "push",
+            "--insecure-registry",
+            &registry.host(),
+            release(work.path(), &signer, "1.1.0", 2).to_str().unwrap(),
+            &registry.reference(tag),
+        ],
+        &[],
+    );
+    let v2 = String::from_utf8_lossy(&v2_digest.stdout)
+        .trim()
+        .trim_start_matches("oci://")
+        .to_string();
+    let pinned = host_dir(&registry, &trust, &v2, &index);
+    let refused = Host::start(pinned.path()).await.err().unwrap();
+    assert!(
+        refused.contains("is not the digest the signed index lists"),
+        "{refused}"
+    );
+
+    // A new index with v2: the host converges.
+    publish_index(&registry, &key_path, &[], &pii);
+    eventually(30, "the host runs v2", || {
+        host.version().as_deref() == Some("1.1.0")
+    })
+    .await;
+
+    // Replaying the first index (sequence 1) is refused; v2 stays.
+    let first_digest = first.rsplit_once('@').unwrap().1;
+    let (status, old) = registry
+        .get(
+            &format!("policies/sets/manifests/{first_digest}"),
+            layout::MANIFEST,
+        )
+        .await;
+    assert_eq!(status, 200);
+    registry
+        .put_manifest("policies/sets", "prod", layout::MANIFEST, &old)
+        .await;
+    eventually(30, "a refused-index alert", || {
+        alerts(dir.path()).iter().any(|a| {
+            a["rule"] == "registry-artifact-refused"
+                && a["summary"].as_str().unwrap().contains("rollback")
+        })
+    })
+    .await;
+    assert_eq!(host.version().as_deref(), Some("1.1.0"));
+
+    // An index signed by a key the trust store scopes to other names is refused.
+    let narrow = work.path().join("narrow");
+    std::fs::create_dir(&narrow).unwrap();
+    let other = key(77);
+    let other_path = narrow.join("other.pem");
+    portcullis::artifact::keys::write_pair(&other, &other_path).unwrap();
+    let scoped = format!("{trust}\n{}", key_entry(&other, "names = [\"pii\"]"));
+    std::fs::write(dir.path().join("trust.toml"), scoped).unwrap();
+    publish_index(&registry, &other_path, &["--sequence", "9"], &pii);
+    eventually(30, "an out-of-scope index alert", || {
+        alerts(dir.path()).iter().any(|a| {
+            a["rule"] == "registry-artifact-refused"
+                && a["summary"]
+                    .as_str()
+                    .unwrap()
+                    .contains("may not sign policy \"prod\"")
+        })
+    })
+    .await;
+
+    // A valid index that expires within index_warn_hours: warned.
+    publish_index(
+        &registry,
+        &key_path,
+        &["--sequence", "10", "--expires-hours", "1"],
+        &pii,
+    );
+    eventually(30, "a policy-set-expiring alert", || {
+        alerts(dir.path())
+            .iter()
+            .any(|a| a["rule"] == "policy-set-expiring")
+    })
+    .await;
+    assert_eq!(host.version().as_deref(), Some("1.1.0"));
 }

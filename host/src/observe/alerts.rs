@@ -313,7 +313,11 @@ pub fn from_lifecycle(event: &str, fields: &serde_json::Value) -> Option<Raised>
                 field("reason")
             ),
         ),
-        "policy-set-expired" => ("critical", "policy-set-expired", field("reason").to_string()),
+        "policy-set-expired" => (
+            "critical",
+            "policy-set-expired",
+            field("reason").to_string(),
+        ),
         "policy-set-expiring" => ("high", "policy-set-expiring", field("reason").to_string()),
         "registry-unreachable" => (
             "medium",

@@ -156,7 +156,11 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("s3cret") && !shown.contains("t0k") && !shown.contains("pw"));
 
-        std::fs::write(&path, r#"{"auths": {"r.example": {"auth": "bm9jb2xvbg=="}}}"#).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"auths": {"r.example": {"auth": "bm9jb2xvbg=="}}}"#,
+        )
+        .unwrap();
         let err = Credentials::from_docker_config(&path).unwrap_err();
         assert!(err.contains("user:password"), "{err}");
     }

@@ -58,11 +58,9 @@ impl Cache {
         let final_dir = target.parent().expect("a cached component has a directory");
         let root = final_dir.parent().expect("under sha256/");
         create_private_dir(root)?;
-        let tmp = root.join(format!(
-            ".incoming-{}-{}",
-            std::process::id(),
-            crate::lifecycle::now().replace(':', "")
-        ));
+        static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = root.join(format!(".incoming-{}-{n}", std::process::id()));
         let written = (|| {
             create_private_dir(&tmp)?;
             let wasm_path = tmp.join("policy.wasm");
@@ -156,7 +154,12 @@ mod tests {
         let cache = Cache::new(dir.path().join("c"));
         let digest = format!("sha256:{}", "b".repeat(64));
         let reference = "oci://127.0.0.1:5000/p/pii:1";
-        assert!(cache.resolve(reference).unwrap_err().contains("not been pulled"));
+        assert!(
+            cache
+                .resolve(reference)
+                .unwrap_err()
+                .contains("not been pulled")
+        );
         cache.store(&digest, b"wasm", b"bundle").unwrap();
         cache.store(&digest, b"wasm", b"bundle").unwrap();
         assert!(cache.point(reference, &digest).unwrap());
@@ -170,6 +173,10 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert_eq!(leftovers.len(), 1, "no temporary directories left: {leftovers:?}");
+        assert_eq!(
+            leftovers.len(),
+            1,
+            "no temporary directories left: {leftovers:?}"
+        );
     }
 }

@@ -227,7 +227,12 @@ impl Registry {
             let manifest = layout::policy_manifest(&config_desc, &wasm_desc, &p.name, &p.version);
             self.push_document(reference, &manifest).await?;
             let (referrer, fallback_tag) = self
-                .attach(reference, &manifest.descriptor, bundle, &statement.predicate_type)
+                .attach(
+                    reference,
+                    &manifest.descriptor,
+                    bundle,
+                    &statement.predicate_type,
+                )
                 .await?;
             Ok(Pushed {
                 digest: manifest.descriptor.digest,
@@ -294,8 +299,7 @@ impl Registry {
             self.login(reference, RegistryOperation::Push).await?;
             self.push_blob(reference, layout::EMPTY_BYTES).await?;
             self.push_blob(reference, bundle).await?;
-            let manifest =
-                layout::policy_set_manifest(&Descriptor::of(layout::BUNDLE, bundle));
+            let manifest = layout::policy_set_manifest(&Descriptor::of(layout::BUNDLE, bundle));
             self.push_document(reference, &manifest).await?;
             Ok(manifest.descriptor.digest)
         })
@@ -311,7 +315,10 @@ impl Registry {
         let by_digest = reference.at_digest(&digest);
         self.deadline(reference, "fetching the policy-set index", async {
             let manifest = self.manifest(&by_digest).await?;
-            let layer = match (manifest.artifact_type.as_deref(), manifest.layers.as_slice()) {
+            let layer = match (
+                manifest.artifact_type.as_deref(),
+                manifest.layers.as_slice(),
+            ) {
                 (Some(layout::POLICY_SET), [layer]) if layer.media_type == layout::BUNDLE => layer,
                 _ => {
                     return Err(RegistryError::Layout {
@@ -348,8 +355,11 @@ impl Registry {
             predicate_type,
         );
         let subject_ref = reference.at_digest(&subject.digest);
-        self.push_document(&subject_ref.at_digest(&referrer.descriptor.digest), &referrer)
-            .await?;
+        self.push_document(
+            &subject_ref.at_digest(&referrer.descriptor.digest),
+            &referrer,
+        )
+        .await?;
         let native = self.native_referrers(&subject_ref).await?;
         if native.is_some_and(|listed| listed.contains(&referrer.descriptor.digest)) {
             return Ok((referrer.descriptor.digest, None));
@@ -378,14 +388,21 @@ impl Registry {
                 .await?
                 .manifests
                 .into_iter()
-                .filter(|d| d.artifact_type.as_deref().is_none_or(|t| t == layout::BUNDLE))
+                .filter(|d| {
+                    d.artifact_type
+                        .as_deref()
+                        .is_none_or(|t| t == layout::BUNDLE)
+                })
                 .map(|d| d.digest)
                 .collect(),
         };
         let mut bundles = Vec::new();
         for referrer in listed {
             let manifest = self.manifest(&by_digest.at_digest(&referrer)).await?;
-            let about_this = manifest.subject.as_ref().is_some_and(|s| s.digest == digest);
+            let about_this = manifest
+                .subject
+                .as_ref()
+                .is_some_and(|s| s.digest == digest);
             let is_bundle = manifest.artifact_type.as_deref() == Some(layout::BUNDLE);
             if let ([layer], true, true) = (manifest.layers.as_slice(), about_this, is_bundle) {
                 bundles.push(
@@ -415,7 +432,9 @@ impl Registry {
             .pull_referrers(by_digest.oci(), Some(layout::BUNDLE))
             .await
         {
-            Ok(index) => Ok(Some(index.manifests.into_iter().map(|m| m.digest).collect())),
+            Ok(index) => Ok(Some(
+                index.manifests.into_iter().map(|m| m.digest).collect(),
+            )),
             Err(e) => match classify(by_digest, "the Referrers API", e) {
                 RegistryError::NotFound { .. } => Ok(None),
                 other => Err(other),
@@ -619,7 +638,10 @@ fn classify(reference: &ArtifactRef, what: &str, e: OciDistributionError) -> Reg
                 .join("; ");
             if codes.iter().any(|c| c == "UNAUTHORIZED" || c == "DENIED") {
                 unauthorized(text)
-            } else if codes.iter().any(|c| c.ends_with("_UNKNOWN") || c == "NOT_FOUND") {
+            } else if codes
+                .iter()
+                .any(|c| c.ends_with("_UNKNOWN") || c == "NOT_FOUND")
+            {
                 not_found()
             } else {
                 RegistryError::Other {

@@ -50,8 +50,11 @@ struct Statement {
 impl PolicySet {
     /// When the index expires.
     pub fn expires_at(&self) -> Result<OffsetDateTime, String> {
-        OffsetDateTime::parse(&self.expires, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| format!("expires {:?}: {e}", self.expires))
+        OffsetDateTime::parse(
+            &self.expires,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| format!("expires {:?}: {e}", self.expires))
     }
 
     /// The digest listed for `policy`.
@@ -107,7 +110,9 @@ impl PolicySet {
             let listed = set.policies_digest();
             if !matches!(s.subject.as_slice(), [one] if one.name == set.name && one.digest.sha256 == listed)
             {
-                return Err(malformed("the subject does not match the listed policies".into()));
+                return Err(malformed(
+                    "the subject does not match the listed policies".into(),
+                ));
             }
             if set.name != name {
                 return Err(VerifyError::NameMismatch {
@@ -129,7 +134,9 @@ impl PolicySet {
     fn check(&self) -> Result<(), String> {
         self.expires_at()?;
         if let Some((policy, digest)) = self.policies.iter().find(|(_, d)| !is_sha256_digest(d)) {
-            return Err(format!("policy {policy}: {digest:?} is not a sha256 digest"));
+            return Err(format!(
+                "policy {policy}: {digest:?} is not a sha256 digest"
+            ));
         }
         Ok(())
     }
@@ -142,5 +149,85 @@ impl PolicySet {
             .map(|(name, digest)| format!("{name}={digest}\n"))
             .collect();
         sha256_hex(lines.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::keys::public_pem;
+    use crate::artifact::trust::TrustStore;
+
+    fn store(key: &SigningKey, names: &str) -> Verifier {
+        let text = format!(
+            "[[keys]]\nid = \"{}\"\nalgorithm = \"ed25519\"\npublic_key = \"\"\"\n{}\"\"\"\nstatus = \"active\"\nnames = {names}\n",
+            key_id(&key.verifying_key()),
+            public_pem(&key.verifying_key())
+        );
+        Verifier::new(TrustStore::parse(&text, std::path::Path::new("t.toml")).unwrap())
+    }
+
+    fn set(expires: &str) -> PolicySet {
+        PolicySet {
+            name: "prod".into(),
+            sequence: 3,
+            issued: "2026-01-01T00:00:00Z".into(),
+            expires: expires.into(),
+            policies: [("pii".to_string(), format!("sha256:{}", "c".repeat(64)))].into(),
+        }
+    }
+
+    #[test]
+    fn an_index_verifies_only_for_its_set_before_expiry_and_unaltered() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let verifier = store(&key, "[\"prod\"]");
+        let now = OffsetDateTime::now_utc();
+        let bundle = set("2100-01-01T00:00:00Z").sign(&key).unwrap().to_json();
+        let ok = PolicySet::verify(&verifier, "prod", bundle.as_bytes(), "sha256:x", now).unwrap();
+        assert_eq!(
+            ok.digest_of("pii"),
+            set("2100-01-01T00:00:00Z").digest_of("pii")
+        );
+
+        let other = PolicySet::verify(&verifier, "staging", bundle.as_bytes(), "sha256:x", now);
+        assert!(
+            matches!(other, Err(VerifyError::NameMismatch { .. })),
+            "{other:?}"
+        );
+
+        let old = set("2020-01-01T00:00:00Z").sign(&key).unwrap().to_json();
+        let expired = PolicySet::verify(&verifier, "prod", old.as_bytes(), "sha256:x", now);
+        assert!(
+            matches!(expired, Err(VerifyError::Expired { .. })),
+            "{expired:?}"
+        );
+
+        // Another digest in the payload, signature kept: refused.
+        let mut tampered = set("2100-01-01T00:00:00Z").sign(&key).unwrap();
+        let payload = String::from_utf8(tampered.dsse_envelope.payload_bytes().unwrap()).unwrap();
+        let forged = payload.replace(&"c".repeat(64), &"d".repeat(64));
+        tampered.dsse_envelope.payload = crate::artifact::dsse::b64(forged.as_bytes());
+        let refused = PolicySet::verify(
+            &verifier,
+            "prod",
+            tampered.to_json().as_bytes(),
+            "sha256:x",
+            now,
+        );
+        assert!(
+            matches!(refused, Err(VerifyError::BadSignature { .. })),
+            "{refused:?}"
+        );
+
+        let scoped = store(&key, "[\"pii\"]");
+        let out = PolicySet::verify(&scoped, "prod", bundle.as_bytes(), "sha256:x", now);
+        assert!(
+            matches!(out, Err(VerifyError::OutOfScope { .. })),
+            "{out:?}"
+        );
+
+        let mut bad = set("2100-01-01T00:00:00Z");
+        bad.policies.insert("secrets".into(), "latest".into());
+        assert!(bad.sign(&key).unwrap_err().contains("not a sha256 digest"));
     }
 }

@@ -145,7 +145,11 @@ pub fn policy_manifest(
 }
 
 /// A referrer manifest carrying one Sigstore bundle about `subject`.
-pub fn bundle_referrer(subject: &Descriptor, bundle: &Descriptor, predicate_type: &str) -> Document {
+pub fn bundle_referrer(
+    subject: &Descriptor,
+    bundle: &Descriptor,
+    predicate_type: &str,
+) -> Document {
     artifact_manifest(
         BUNDLE,
         bundle,

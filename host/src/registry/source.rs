@@ -118,7 +118,9 @@ impl Source {
         let verifier = match verifier(config) {
             Ok(v) => v,
             Err(reason) => {
-                report.problems.push(problem("registry-refused", "", "", "", &reason));
+                report
+                    .problems
+                    .push(problem("registry-refused", "", "", "", &reason));
                 return report;
             }
         };
@@ -134,21 +136,29 @@ impl Source {
             let wanted = match self.wanted(&key, &reference, index.as_ref()).await {
                 Ok(digest) => digest,
                 Err((event, reason)) => {
-                    report.problems.push(problem(event, &name, &reference, "", &reason));
+                    report
+                        .problems
+                        .push(problem(event, &name, &reference, "", &reason));
                     continue;
                 }
             };
             if let Some(reason) = self.refused().get(&wanted) {
                 let reason = reason.clone();
-                report
-                    .problems
-                    .push(problem("registry-refused", &name, &reference, &wanted, &reason));
+                report.problems.push(problem(
+                    "registry-refused",
+                    &name,
+                    &reference,
+                    &wanted,
+                    &reason,
+                ));
                 continue;
             }
             if !self.cache.contains(&wanted)
                 && let Err((event, reason)) = self.pull(&name, &reference, &wanted, &verifier).await
             {
-                report.problems.push(problem(event, &name, &reference, &wanted, &reason));
+                report
+                    .problems
+                    .push(problem(event, &name, &reference, &wanted, &reason));
                 continue;
             }
             match self.cache.point(&reference, &wanted) {
@@ -180,8 +190,11 @@ impl Source {
                     .iter()
                     .any(|p| p.event == "registry-unreachable");
                 failures = if unreachable { failures + 1 } else { 0 };
-                let now: HashSet<String> =
-                    report.problems.iter().map(|p| p.fields.to_string()).collect();
+                let now: HashSet<String> = report
+                    .problems
+                    .iter()
+                    .map(|p| p.fields.to_string())
+                    .collect();
                 for p in report.problems {
                     if !last.contains(&p.fields.to_string()) {
                         tracing::warn!(event = p.event, "registry: {}", p.fields);
@@ -200,7 +213,8 @@ impl Source {
     /// The poll interval ± 20 %, doubled per consecutive failure up to 16×.
     fn delay(&self, failures: u32) -> Duration {
         let base = self.settings.poll_seconds.max(1) as f64 * f64::from(1u32 << failures.min(4));
-        let jitter = f64::from(rand_core::RngCore::next_u32(&mut rand_core::OsRng)) / f64::from(u32::MAX);
+        let jitter =
+            f64::from(rand_core::RngCore::next_u32(&mut rand_core::OsRng)) / f64::from(u32::MAX);
         Duration::from_secs_f64(base * (0.8 + 0.4 * jitter))
     }
 
@@ -217,7 +231,10 @@ impl Source {
             let listed = set.digest_of(key).ok_or_else(|| {
                 (
                     "registry-refused",
-                    format!("{key} is not listed in the signed policy-set index {:?}", set.name),
+                    format!(
+                        "{key} is not listed in the signed policy-set index {:?}",
+                        set.name
+                    ),
                 )
             })?;
             if let Some(pinned) = parsed.digest().filter(|d| *d != listed) {
@@ -253,7 +270,9 @@ impl Source {
         // the version activates.
         let wasm = &fetched.wasm;
         let verified = first_verified(&fetched.bundles, |bundle| {
-            verifier.check_named(name, wasm, bundle, || exports_via_engine(&self.engine, wasm))
+            verifier.check_named(name, wasm, bundle, || {
+                exports_via_engine(&self.engine, wasm)
+            })
         });
         let bundle = match verified {
             Ok((bundle, _)) => bundle,
@@ -281,7 +300,10 @@ impl Source {
         let name = self.settings.index_name.as_deref().unwrap_or_default();
         let known = self.index.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let fetched = match ArtifactRef::parse(index) {
-            Ok(r) => self.fetch_index(&r, known.as_ref().map(|k| k.0.as_str())).await,
+            Ok(r) => {
+                self.fetch_index(&r, known.as_ref().map(|k| k.0.as_str()))
+                    .await
+            }
             Err(e) => Err(("policy-set-refused", e)),
         };
         let now = OffsetDateTime::now_utc();
@@ -307,7 +329,9 @@ impl Source {
                 }
             }
             Err((event, reason)) => {
-                report.problems.push(problem(event, name, index, "", &reason));
+                report
+                    .problems
+                    .push(problem(event, name, index, "", &reason));
                 known.map(|k| k.1)
             }
         }?;
@@ -319,7 +343,10 @@ impl Source {
                 name,
                 index,
                 "",
-                &format!("the signed index expired at {}; no policy changes until it is re-signed", current.expires),
+                &format!(
+                    "the signed index expired at {}; no policy changes until it is re-signed",
+                    current.expires
+                ),
             ));
             return None;
         }
@@ -329,7 +356,10 @@ impl Source {
                 name,
                 index,
                 "",
-                &format!("the signed index expires at {} (sequence {})", current.expires, current.sequence),
+                &format!(
+                    "the signed index expires at {} (sequence {})",
+                    current.expires, current.sequence
+                ),
             ));
         }
         Some(current)
@@ -391,10 +421,10 @@ impl Drop for Poller {
 
 /// The first of `bundles` that `check` accepts, with what it returned, or every
 /// bundle's reason.
-pub fn first_verified<'b, T>(
-    bundles: &'b [Vec<u8>],
+pub fn first_verified<T>(
+    bundles: &[Vec<u8>],
     check: impl Fn(&[u8]) -> Result<T, VerifyError>,
-) -> Result<(&'b [u8], T), String> {
+) -> Result<(&[u8], T), String> {
     let mut reasons = Vec::new();
     for bundle in bundles {
         match check(bundle) {
@@ -402,7 +432,10 @@ pub fn first_verified<'b, T>(
             Err(e) => reasons.push(e.to_string()),
         }
     }
-    Err(format!("signature verification failed: {}", reasons.join("; ")))
+    Err(format!(
+        "signature verification failed: {}",
+        reasons.join("; ")
+    ))
 }
 
 /// The `oci://` references of `config`: (index key, reference) for every policy and
@@ -415,7 +448,10 @@ pub fn registry_refs(config: &PipelineConfig) -> Vec<(String, String)> {
             refs.push((p.name.clone(), r.to_string()));
         }
         let candidate = p.candidate.as_ref().and_then(|c| c.path.as_ref());
-        if let Some(r) = candidate.and_then(|c| c.to_str()).filter(|t| ArtifactRef::is_registry(t)) {
+        if let Some(r) = candidate
+            .and_then(|c| c.to_str())
+            .filter(|t| ArtifactRef::is_registry(t))
+        {
             refs.push((format!("{}:candidate", p.name), r.to_string()));
         }
     }
@@ -432,9 +468,7 @@ fn verifier(config: &PipelineConfig) -> Result<Verifier, String> {
 
 fn event_of(e: &RegistryError) -> &'static str {
     match e {
-        RegistryError::Unreachable { .. } | RegistryError::Timeout { .. } => {
-            "registry-unreachable"
-        }
+        RegistryError::Unreachable { .. } | RegistryError::Timeout { .. } => "registry-unreachable",
         _ => "registry-refused",
     }
 }

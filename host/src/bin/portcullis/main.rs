@@ -539,7 +539,10 @@ async fn check(
 /// Start the policy host for `config` (pulling its registry policies first).
 async fn start_host(
     config: &Path,
-) -> anyhow::Result<(Arc<PolicyHost>, Option<portcullis::registry::source::Poller>)> {
+) -> anyhow::Result<(
+    Arc<PolicyHost>,
+    Option<portcullis::registry::source::Poller>,
+)> {
     let options = PipelineConfig::load(config)?.engine_options();
     let engine = portcullis::engine::Engine::new(&options)?;
     Ok(portcullis::registry::source::start_host(&engine, config).await?)

@@ -48,9 +48,7 @@ impl RegistryArgs {
         let mut credentials = match &self.credentials {
             Some(path) => Credentials::from_docker_config(path).map_err(anyhow::Error::msg)?,
             None => match Credentials::default_docker_config().filter(|p| p.is_file()) {
-                Some(path) => {
-                    Credentials::from_docker_config(&path).map_err(anyhow::Error::msg)?
-                }
+                Some(path) => Credentials::from_docker_config(&path).map_err(anyhow::Error::msg)?,
                 None => Credentials::default(),
             },
         };
@@ -91,7 +89,8 @@ pub async fn push(args: &RegistryArgs, policy: &Path, target: &str) -> anyhow::R
     if reference.tag().is_none() || reference.digest().is_some() {
         bail!("push to a tag (REGISTRY/REPOSITORY:TAG); the digest is computed from the content");
     }
-    let wasm = std::fs::read(policy).with_context(|| format!("cannot read {}", policy.display()))?;
+    let wasm =
+        std::fs::read(policy).with_context(|| format!("cannot read {}", policy.display()))?;
     let sidecar = bundle::sidecar_path(policy);
     let bundle = bundle::read_capped(&sidecar).with_context(|| {
         format!(
@@ -214,7 +213,10 @@ pub struct IndexRequest<'a> {
 }
 
 /// Resolve every listed policy to its digest, sign the index and push it.
-pub async fn publish_index(args: &RegistryArgs, req: &IndexRequest<'_>) -> anyhow::Result<ExitCode> {
+pub async fn publish_index(
+    args: &RegistryArgs,
+    req: &IndexRequest<'_>,
+) -> anyhow::Result<ExitCode> {
     let target = parse_ref(req.target)?;
     let registry = args.registry(&target)?;
     let key = read_private(req.key)?;
