@@ -840,6 +840,39 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
             .all(|h| h.version().as_deref() == Some("1.3.0"))
     })
     .await;
+
+    // v5 verifies but fails its own signed self-test: the hosts reject it, keep v4,
+    // alert, and a host restarted now (registry up) starts on v4, not on v5.
+    let wasm = guest(PII);
+    let mut p = predicate("pii", 5, Kind::ContentPolicy);
+    p.version = "1.4.0".into();
+    p.self_test = vec![json!({
+        "name": "wrongly expects the email to pass",
+        "check": "request",
+        "messages": [{"role": "user", "content": "mail bob@example.org"}],
+        "expect": {"verdict": "allow"}
+    })];
+    let v5 = work.path().join("pii-1.4.0.wasm");
+    std::fs::write(&v5, &wasm).unwrap();
+    std::fs::write(sidecar_path(&v5), bundle_bytes(&wasm, p, &[&signer])).unwrap();
+    push_release(&registry, &v5, tag);
+    for dir in &dirs {
+        eventually(30, "a refused self-test alert", || {
+            alerts(dir.path()).iter().any(|a| {
+                a["rule"] == "registry-artifact-refused"
+                    && a["summary"].as_str().unwrap().contains("self-test")
+            })
+        })
+        .await;
+    }
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h.version().as_deref() == Some("1.3.0"))
+    );
+    drop(hosts.pop());
+    let restarted = Host::start(dirs[1].path()).await.unwrap();
+    assert_eq!(restarted.version().as_deref(), Some("1.3.0"));
 }
 
 fn publish_index(registry: &TestRegistry, key: &Path, extra: &[&str], policy: &str) -> String {

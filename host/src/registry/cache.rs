@@ -130,6 +130,30 @@ impl Cache {
         Ok(self.component(&digest))
     }
 
+    /// Remember that `digest` was refused (by verification or by the host's load
+    /// checks) while the trust store had fingerprint `trust`.
+    pub fn refuse(&self, digest: &str, trust: &str, reason: &str) -> std::io::Result<()> {
+        let path = self.refusal_path(digest);
+        create_private_dir(path.parent().expect("refusals live in refused/"))?;
+        let record = serde_json::json!({ "digest": digest, "trust": trust, "reason": reason });
+        write_atomically(&path, record.to_string().as_bytes())
+    }
+
+    /// Why `digest` was refused under the trust store with fingerprint `trust`, if
+    /// it was (a refusal under another trust store does not count: the new store
+    /// may accept it).
+    pub fn refusal(&self, digest: &str, trust: &str) -> Option<String> {
+        let bytes = std::fs::read(self.refusal_path(digest)).ok()?;
+        let record: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        (record["trust"] == trust)
+            .then(|| record["reason"].as_str().unwrap_or_default().to_string())
+    }
+
+    fn refusal_path(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.dir.join("refused").join(format!("{hex}.json"))
+    }
+
     fn pointer_path(&self, reference: &str) -> PathBuf {
         let key = crate::artifact::statement::sha256_hex(reference.as_bytes());
         self.dir.join("refs").join(format!("{}.json", &key[..32]))
@@ -167,6 +191,17 @@ mod tests {
         let path = cache.resolve(reference).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"wasm");
         assert_eq!(std::fs::read(sidecar_path(&path)).unwrap(), b"bundle");
+        assert_eq!(cache.refusal(&digest, "t1"), None);
+        cache.refuse(&digest, "t1", "self-test failed").unwrap();
+        assert_eq!(
+            cache.refusal(&digest, "t1").as_deref(),
+            Some("self-test failed")
+        );
+        assert_eq!(
+            cache.refusal(&digest, "t2"),
+            None,
+            "another trust store retries"
+        );
         let pinned = format!("oci://127.0.0.1:5000/p/pii@{digest}");
         assert_eq!(cache.resolve(&pinned).unwrap(), path);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("c/sha256"))

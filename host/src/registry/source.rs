@@ -2,12 +2,14 @@
 //! to a digest (from its tag, its pinned digest, or the signed policy-set index),
 //! pulled, verified against the trust store, and cached by digest; then the host
 //! reloads, and the usual verify → compile → self-test → swap path takes over (the
-//! loader reads the cached files). A digest that fails verification is refused once,
-//! remembered, and reported (a `registry-refused` lifecycle event, which alerts); the
-//! host keeps what it runs. Polls repeat with jitter, and back off while the registry
-//! is unreachable.
+//! loader reads the cached files). A digest that fails verification, or that the
+//! host then rejects (self-test, limits...), is refused once, remembered in the cache
+//! until the trust store changes, and reported (a `registry-refused` lifecycle event,
+//! which alerts); the host keeps what it runs, and a moved reference whose new
+//! version was rejected points back at the active one, so a restart starts on it.
+//! Polls repeat with jitter, and back off while the registry is unreachable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,10 +41,23 @@ pub struct Problem {
 /// What one sync did.
 #[derive(Debug, Default)]
 pub struct SyncReport {
-    /// Some reference now points at another verified digest: reload.
-    pub changed: bool,
+    /// References that now point at another verified digest: reload.
+    pub moved: Vec<Moved>,
     /// What went wrong.
     pub problems: Vec<Problem>,
+}
+
+/// A reference that moved to another verified digest.
+#[derive(Debug, Clone)]
+pub struct Moved {
+    /// The policy.
+    pub policy: String,
+    /// The configured reference.
+    pub reference: String,
+    /// The digest it pointed at before, if any.
+    pub from: Option<String>,
+    /// The digest it points at now.
+    pub to: String,
 }
 
 /// The registry source of one host.
@@ -51,10 +66,11 @@ pub struct Source {
     registry: Registry,
     settings: RegistrySection,
     cache: Cache,
-    /// Digests that failed verification, with why (not fetched again).
-    refused: Mutex<HashMap<String, String>>,
     /// The last verified index and its digest.
     index: Mutex<Option<(String, PolicySet)>>,
+    /// SHA-256 of the trust store at the last sync (refusals are recorded under it:
+    /// a changed store gets every refused digest another chance).
+    trust: Mutex<String>,
 }
 
 impl Source {
@@ -72,8 +88,8 @@ impl Source {
             registry: Registry::new(options(&settings, &config.base_dir)?),
             settings,
             cache,
-            refused: Mutex::new(HashMap::new()),
             index: Mutex::new(None),
+            trust: Mutex::new(String::new()),
         }))
     }
 
@@ -84,8 +100,12 @@ impl Source {
         let report = self.sync(config).await;
         let mut missing = Vec::new();
         for (_, reference) in registry_refs(config) {
+            let troubled = report
+                .problems
+                .iter()
+                .any(|p| p.fields["reference"] == reference.as_str());
             match self.cache.resolve(&reference) {
-                Ok(_) if report.problems.is_empty() => {}
+                Ok(_) if !troubled => {}
                 Ok(path) => eprintln!(
                     "registry: starting {reference} on the last verified artifact in the cache ({})",
                     path.display()
@@ -116,7 +136,10 @@ impl Source {
     pub async fn sync(&self, config: &PipelineConfig) -> SyncReport {
         let mut report = SyncReport::default();
         let verifier = match verifier(config) {
-            Ok(v) => v,
+            Ok((v, fingerprint)) => {
+                *self.trust.lock().unwrap_or_else(|p| p.into_inner()) = fingerprint;
+                v
+            }
             Err(reason) => {
                 report
                     .problems
@@ -142,8 +165,7 @@ impl Source {
                     continue;
                 }
             };
-            if let Some(reason) = self.refused().get(&wanted) {
-                let reason = reason.clone();
+            if let Some(reason) = self.cache.refusal(&wanted, &self.trust()) {
                 report.problems.push(problem(
                     "registry-refused",
                     &name,
@@ -161,8 +183,15 @@ impl Source {
                     .push(problem(event, &name, &reference, &wanted, &reason));
                 continue;
             }
+            let from = self.cache.pointer(&reference).map(|p| p.digest);
             match self.cache.point(&reference, &wanted) {
-                Ok(changed) => report.changed |= changed,
+                Ok(false) => {}
+                Ok(true) => report.moved.push(Moved {
+                    policy: name,
+                    reference,
+                    from,
+                    to: wanted,
+                }),
                 Err(e) => report.problems.push(problem(
                     "registry-refused",
                     &name,
@@ -202,12 +231,36 @@ impl Source {
                     }
                 }
                 last = now;
-                if report.changed {
-                    host.reload().await;
+                if !report.moved.is_empty() {
+                    let reloaded = host.reload().await;
+                    for m in report.moved {
+                        self.undo_if_rejected(&host, &reloaded.rejected, m);
+                    }
                 }
             }
         });
         Poller { task }
+    }
+
+    /// A moved reference whose new version the host rejected (self-test, stage,
+    /// limits...) points back at the version that stays active, so a restart starts
+    /// on that one; the rejected digest is refused from now on.
+    fn undo_if_rejected(&self, host: &PolicyHost, rejected: &[String], m: Moved) {
+        let prefix = format!("policy {}:", m.policy);
+        let Some(reason) = rejected.iter().find(|line| line.starts_with(&prefix)) else {
+            return;
+        };
+        if let Some(from) = &m.from
+            && let Err(e) = self.cache.point(&m.reference, from)
+        {
+            tracing::error!(
+                "registry: cannot restore the cache pointer of {}: {e}",
+                m.reference
+            );
+        }
+        self.remember_refusal(&m.to, reason);
+        let p = problem("registry-refused", &m.policy, &m.reference, &m.to, reason);
+        host.announce(p.event, p.fields);
     }
 
     /// The poll interval ± 20 %, doubled per consecutive failure up to 16×.
@@ -277,7 +330,7 @@ impl Source {
         let bundle = match verified {
             Ok((bundle, _)) => bundle,
             Err(reason) => {
-                self.refused().insert(digest.to_string(), reason.clone());
+                self.remember_refusal(digest, &reason);
                 return Err(("registry-refused", reason));
             }
         };
@@ -384,8 +437,15 @@ impl Source {
         Ok(Some((digest, bundle)))
     }
 
-    fn refused(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.refused.lock().unwrap_or_else(|p| p.into_inner())
+    fn trust(&self) -> String {
+        self.trust.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Record a refusal in the cache (so a restart does not try `digest` again).
+    fn remember_refusal(&self, digest: &str, reason: &str) {
+        if let Err(e) = self.cache.refuse(digest, &self.trust(), reason) {
+            tracing::error!("registry: cannot record the refusal of {digest}: {e}");
+        }
     }
 }
 
@@ -458,12 +518,15 @@ pub fn registry_refs(config: &PipelineConfig) -> Vec<(String, String)> {
     refs
 }
 
-fn verifier(config: &PipelineConfig) -> Result<Verifier, String> {
-    let (store, state) = config
+/// The verifier for `config`, and the SHA-256 of its trust store file.
+fn verifier(config: &PipelineConfig) -> Result<(Verifier, String), String> {
+    let (path, state) = config
         .trust_paths()
         .ok_or("registry policies need a trust store ([trust] store)")?;
-    let store = TrustStore::load(&store).map_err(|e| e.to_string())?;
-    Ok(Verifier::new(store).with_state(state))
+    let text = crate::toml_file::read(&path).map_err(|e| e.to_string())?;
+    let store = TrustStore::parse(&text, &path).map_err(|e| e.to_string())?;
+    let fingerprint = crate::artifact::statement::sha256_hex(text.as_bytes());
+    Ok((Verifier::new(store).with_state(state), fingerprint))
 }
 
 fn event_of(e: &RegistryError) -> &'static str {
