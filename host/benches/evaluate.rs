@@ -184,9 +184,12 @@ async fn main() {
     if section("audit") {
         audit_cost().await;
     }
+    if section("registry") {
+        registry_cost().await;
+    }
 }
 
-/// Whether `name` (eval, reload, gateway, audit) is among `BENCH_SECTIONS` (default: all).
+/// Whether `name` (eval, reload, gateway, audit, registry) is among `BENCH_SECTIONS` (default: all).
 fn section(name: &str) -> bool {
     std::env::var("BENCH_SECTIONS").map_or(true, |s| s.split(',').any(|x| x.trim() == name))
 }
@@ -812,4 +815,87 @@ async fn reload_latency() {
         during.p50.as_secs_f64() / idle.p50.as_secs_f64(),
         during.p99.as_secs_f64() / idle.p99.as_secs_f64()
     );
+}
+
+/// What the registry source costs against Debian's docker-registry on loopback: the
+/// poll when nothing changed (one tag resolution), a full pull by digest, verifying
+/// the pulled artifact, and (the baseline) reading the same files from local disk.
+async fn registry_cost() {
+    use portcullis::artifact::bundle::sidecar_path;
+    use portcullis::artifact::trust::{TrustStore, Verifier, exports_via_engine};
+    use portcullis::registry::{ArtifactRef, Options, Registry};
+
+    let Some(registry) = support::TestRegistry::start(None) else {
+        println!("registry section skipped: set PORTCULLIS_REGISTRY_BIN (see .ci/run)");
+        return;
+    };
+    let config = support::example_config();
+    let pii = config
+        .policies
+        .iter()
+        .find(|p| p.name == "pii")
+        .expect("pii");
+    let wasm_path = config.resolve(&pii.path);
+    let wasm = std::fs::read(&wasm_path).expect("signed example policy");
+    let bundle = std::fs::read(sidecar_path(&wasm_path)).expect("its bundle");
+    let client = Registry::new(Options {
+        insecure: vec![registry.host()],
+        ..Options::default()
+    });
+    let tag = ArtifactRef::parse(&registry.reference("policies/pii:bench")).expect("reference");
+    let pushed = client
+        .push_policy(&tag, &wasm, &bundle)
+        .await
+        .expect("push");
+    let by_digest = tag.at_digest(&pushed.digest);
+    let (store, _) = config.trust_paths().expect("trust store");
+    let verifier = Verifier::new(TrustStore::load(&store).expect("trust store loads"));
+    let engine = support::engine();
+    let verify = |wasm: &[u8], bundle: &[u8]| {
+        verifier
+            .check_named("pii", wasm, bundle, || exports_via_engine(&engine, wasm))
+            .expect("verifies");
+    };
+
+    println!(
+        "\n| registry source ({} KB component, loopback) | p50 µs | p99 µs | vs local disk read p50 |",
+        wasm.len() / 1024
+    );
+    println!("|---|---|---|---|");
+    let disk = time_native(|| {
+        let w = std::fs::read(&wasm_path).expect("read");
+        let b = std::fs::read(sidecar_path(&wasm_path)).expect("read");
+        assert_eq!(w.len() + b.len(), wasm.len() + bundle.len());
+    });
+    let rows = [
+        (
+            "poll, nothing changed (resolve the tag: one HEAD)",
+            time_async(async || {
+                assert_eq!(client.resolve(&tag).await.expect("resolve"), pushed.digest);
+            })
+            .await,
+        ),
+        (
+            "pull by digest (manifest, component, referrers tag, referrer, bundle)",
+            time_async(async || {
+                let fetched = client.fetch_policy(&by_digest).await.expect("fetch");
+                assert_eq!(fetched.wasm.len(), wasm.len());
+            })
+            .await,
+        ),
+        (
+            "verify the pulled artifact (signature, claims, exports)",
+            time_native(|| verify(&wasm, &bundle)),
+        ),
+        ("baseline: read component + bundle from local disk", disk),
+    ];
+    let base = rows[3].1.p50.as_secs_f64();
+    for (name, s) in &rows {
+        println!(
+            "| {name} | {} | {} | {:.1}× |",
+            us(s.p50),
+            us(s.p99),
+            s.p50.as_secs_f64() / base
+        );
+    }
 }

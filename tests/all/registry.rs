@@ -20,113 +20,12 @@ use serde_json::{Value, json};
 
 use crate::gateway::KEY;
 use crate::signing::{bundle_bytes, key, key_entry, predicate};
-use crate::support::{engine, guest};
+use crate::support::{TestRegistry, engine, guest};
 
 const PII: &str = "portcullis_policy_pii";
 
-/// A registry process on 127.0.0.1; killed when dropped. Its storage survives
-/// [`TestRegistry::stop`], so [`TestRegistry::restart`] brings the same content back.
-struct TestRegistry {
-    address: SocketAddr,
-    dir: tempfile::TempDir,
-    child: Option<std::process::Child>,
-}
-
-impl Drop for TestRegistry {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The registry binary, or `None` outside CI (the test is then skipped, loudly).
-fn registry_bin() -> Option<PathBuf> {
-    let bin = std::env::var_os("PORTCULLIS_REGISTRY_BIN").map(PathBuf::from);
-    match bin.filter(|b| b.is_file()) {
-        Some(bin) => Some(bin),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must provide Debian's docker-registry (PORTCULLIS_REGISTRY_BIN, see .ci/run)"
-            );
-            eprintln!("SKIPPED: no docker-registry (set PORTCULLIS_REGISTRY_BIN, see .ci/run)");
-            None
-        }
-    }
-}
-
+/// Plain-HTTP access to the registry API, bypassing Portcullis.
 impl TestRegistry {
-    /// Start a registry; with `user`, Basic auth (htpasswd, bcrypt) is required.
-    fn start(user: Option<(&str, &str)>) -> Option<TestRegistry> {
-        registry_bin()?;
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let auth = match user {
-            None => String::new(),
-            Some((name, password)) => {
-                let hash = bcrypt::hash(password, 5).unwrap();
-                std::fs::write(dir.path().join("htpasswd"), format!("{name}:{hash}\n")).unwrap();
-                format!(
-                    "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-                    dir.path().join("htpasswd").display()
-                )
-            }
-        };
-        std::fs::write(
-            dir.path().join("config.yml"),
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-only\n{auth}",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let mut registry = TestRegistry {
-            address: ([127, 0, 0, 1], port).into(),
-            dir,
-            child: None,
-        };
-        registry.restart();
-        Some(registry)
-    }
-
-    /// Start (again) on the same port and storage; wait until it answers.
-    fn restart(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("registry.log")).unwrap();
-        let child = Command::new(registry_bin().unwrap())
-            .arg("serve")
-            .arg(self.dir.path().join("config.yml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(self.address).is_err() {
-            assert!(Instant::now() < deadline, "the registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// `host:port`.
-    fn host(&self) -> String {
-        self.address.to_string()
-    }
-
-    /// `host:port/repository:tag`.
-    fn reference(&self, repository_and_tag: &str) -> String {
-        format!("{}/{repository_and_tag}", self.host())
-    }
-
     /// GET a document from the registry API (anonymous).
     async fn get(&self, path: &str, accept: &str) -> (u16, Vec<u8>) {
         let response = reqwest::Client::new()
@@ -1013,4 +912,71 @@ async fn a_signed_index_pins_the_fleet_to_its_digests() {
     })
     .await;
     assert_eq!(host.version().as_deref(), Some("1.1.0"));
+}
+
+/// A registry that lies: it serves other bytes than the digest names, and a blob far
+/// larger than its manifest announces. The client checks every digest and stops
+/// reading at the size limit.
+#[tokio::test]
+async fn a_lying_registry_is_caught_by_digest_and_size_checks() {
+    use axum::extract::Path as UrlPath;
+    use portcullis::registry::{ArtifactRef, Options, Registry, RegistryError};
+
+    let big = vec![0u8; 3 << 20];
+    let big_desc = Descriptor::of(layout::WASM_LAYER, &big);
+    // Announces 1 KB for a 3 MiB blob.
+    let mut small = big_desc.clone();
+    small.size = 1024;
+    let config = layout::wasm_config(&small, "w", &[]);
+    let manifest = layout::policy_manifest(
+        &Descriptor::of(layout::WASM_CONFIG, &config),
+        &small,
+        "pii",
+        "1.0.0",
+    );
+    let good_digest = manifest.descriptor.digest.clone();
+    let liar_digest = Descriptor::of("", b"something else").digest;
+    let body = manifest.bytes.clone();
+    let app = axum::Router::new()
+        .route("/v2/", axum::routing::get(|| async { "{}" }))
+        .route(
+            "/v2/p/pii/manifests/{reference}",
+            axum::routing::get(move |UrlPath(_reference): UrlPath<String>| {
+                let body = body.clone();
+                async move { ([("content-type", layout::MANIFEST)], body) }
+            }),
+        )
+        .route(
+            "/v2/p/pii/blobs/{digest}",
+            axum::routing::get(move || {
+                let big = big.clone();
+                async move { big }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = Registry::new(Options {
+        insecure: vec![address.to_string()],
+        max_blob_bytes: 1 << 20,
+        ..Options::default()
+    });
+
+    // Asked for one digest, served a manifest with another.
+    let asked = ArtifactRef::parse(&format!("{address}/p/pii@{liar_digest}")).unwrap();
+    let err = client.fetch_policy(&asked).await.unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::DigestMismatch { expected, actual, .. }
+            if *expected == liar_digest && *actual == good_digest),
+        "{err}"
+    );
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
+
+    // The manifest is honest, the blob is not: cut off at the limit.
+    let honest = ArtifactRef::parse(&format!("{address}/p/pii@{good_digest}")).unwrap();
+    let err = client.fetch_policy(&honest).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::TooLarge { limit, .. } if limit == 1 << 20),
+        "{err}"
+    );
 }

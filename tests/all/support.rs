@@ -179,3 +179,111 @@ pub fn unsigned_guest_config(text: &str) -> portcullis::config::PipelineConfig {
     )
     .expect("test configuration parses")
 }
+
+/// Debian's `docker-registry` (CNCF Distribution 2.8) on 127.0.0.1; killed when dropped. Its storage survives
+/// [`TestRegistry::stop`], so [`TestRegistry::restart`] brings the same content back.
+pub struct TestRegistry {
+    /// Where it listens.
+    pub address: std::net::SocketAddr,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The registry binary, or `None` outside CI (the test is then skipped, loudly).
+pub fn registry_bin() -> Option<PathBuf> {
+    let bin = std::env::var_os("PORTCULLIS_REGISTRY_BIN").map(PathBuf::from);
+    match bin.filter(|b| b.is_file()) {
+        Some(bin) => Some(bin),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must provide Debian's docker-registry (PORTCULLIS_REGISTRY_BIN, see .ci/run)"
+            );
+            eprintln!("SKIPPED: no docker-registry (set PORTCULLIS_REGISTRY_BIN, see .ci/run)");
+            None
+        }
+    }
+}
+
+impl TestRegistry {
+    /// Start a registry; with `user`, Basic auth (htpasswd, bcrypt) is required.
+    pub fn start(user: Option<(&str, &str)>) -> Option<TestRegistry> {
+        registry_bin()?;
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let auth = match user {
+            None => String::new(),
+            Some((name, password)) => {
+                let hash = bcrypt::hash(password, 5).unwrap();
+                std::fs::write(dir.path().join("htpasswd"), format!("{name}:{hash}\n")).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                    dir.path().join("htpasswd").display()
+                )
+            }
+        };
+        std::fs::write(
+            dir.path().join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-only\n{auth}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut registry = TestRegistry {
+            address: ([127, 0, 0, 1], port).into(),
+            dir,
+            child: None,
+        };
+        registry.restart();
+        Some(registry)
+    }
+
+    /// Start (again) on the same port and storage; wait until it answers.
+    pub fn restart(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("registry.log")).unwrap();
+        let child = std::process::Command::new(registry_bin().unwrap())
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry starts");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(self.address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `host:port`.
+    pub fn host(&self) -> String {
+        self.address.to_string()
+    }
+
+    /// `host:port/repository:tag`.
+    pub fn reference(&self, repository_and_tag: &str) -> String {
+        format!("{}/{repository_and_tag}", self.host())
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use oci_client::RegistryOperation;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::OciDistributionError;
+use oci_client::errors::{DigestError, OciDistributionError};
 
 use super::auth::Credentials;
 use super::layout::{self, Descriptor, Document, Index, Manifest};
@@ -479,6 +479,7 @@ impl Registry {
                 limit: MAX_MANIFEST_BYTES as u64,
             });
         }
+        // oci-client checks this too; the check that decides stays here.
         let actual = sha256_digest(&bytes);
         if actual != digest {
             return Err(RegistryError::DigestMismatch {
@@ -650,10 +651,13 @@ fn classify(reference: &ArtifactRef, what: &str, e: OciDistributionError) -> Reg
                 }
             }
         }
-        OciDistributionError::DigestError(d) => RegistryError::Other {
-            registry,
-            reason: format!("{what}: {d}"),
-        },
+        OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }) => {
+            RegistryError::DigestMismatch {
+                what: what.to_string(),
+                expected,
+                actual,
+            }
+        }
         OciDistributionError::RequestError(r) if r.is_timeout() => RegistryError::Unreachable {
             registry,
             reason: format!("{what}: the request timed out"),
