@@ -851,6 +851,7 @@ async fn registry_cost() {
     let (store, _) = config.trust_paths().expect("trust store");
     let verifier = Verifier::new(TrustStore::load(&store).expect("trust store loads"));
     let engine = support::engine();
+    let http = reqwest::Client::new();
     let verify = |wasm: &[u8], bundle: &[u8]| {
         verifier
             .check_named("pii", wasm, bundle, || exports_via_engine(&engine, wasm))
@@ -869,7 +870,7 @@ async fn registry_cost() {
     });
     let rows = [
         (
-            "poll, nothing changed (resolve the tag: one HEAD)",
+            "poll, nothing changed (resolve the tag: /v2/ ping + HEAD)",
             time_async(async || {
                 assert_eq!(client.resolve(&tag).await.expect("resolve"), pushed.digest);
             })
@@ -887,9 +888,23 @@ async fn registry_cost() {
             "verify the pulled artifact (signature, claims, exports)",
             time_native(|| verify(&wasm, &bundle)),
         ),
+        (
+            "baseline: one bare HEAD of the tag (reqwest, same registry)",
+            time_async(async || {
+                let url = format!("http://{}/v2/policies/pii/manifests/bench", registry.host());
+                let response = http
+                    .head(url)
+                    .header("accept", portcullis::registry::layout::MANIFEST)
+                    .send()
+                    .await
+                    .expect("HEAD");
+                assert!(response.status().is_success());
+            })
+            .await,
+        ),
         ("baseline: read component + bundle from local disk", disk),
     ];
-    let base = rows[3].1.p50.as_secs_f64();
+    let base = rows[4].1.p50.as_secs_f64();
     for (name, s) in &rows {
         println!(
             "| {name} | {} | {} | {:.1}× |",

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use oci_client::RegistryOperation;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError};
 
@@ -183,7 +182,7 @@ impl Registry {
             return Ok(digest.to_string());
         }
         self.deadline(reference, "resolving the tag", async {
-            self.login(reference, RegistryOperation::Pull).await?;
+            self.login(reference).await;
             let auth = self.auth(reference);
             self.client
                 .fetch_manifest_digest(reference.oci(), &auth)
@@ -218,7 +217,7 @@ impl Registry {
             .map_err(RegistryError::Push)?
             .exports;
         self.deadline(reference, "pushing the policy", async {
-            self.login(reference, RegistryOperation::Push).await?;
+            self.login(reference).await;
             let wasm_desc = Descriptor::of(layout::WASM_LAYER, wasm);
             let config = layout::wasm_config(&wasm_desc, &p.world, &exports);
             let config_desc = Descriptor::of(layout::WASM_CONFIG, &config);
@@ -296,7 +295,7 @@ impl Registry {
         bundle: &[u8],
     ) -> Result<String, RegistryError> {
         self.deadline(reference, "pushing the policy-set index", async {
-            self.login(reference, RegistryOperation::Push).await?;
+            self.login(reference).await;
             self.push_blob(reference, layout::EMPTY_BYTES).await?;
             self.push_blob(reference, bundle).await?;
             let manifest = layout::policy_set_manifest(&Descriptor::of(layout::BUNDLE, bundle));
@@ -426,7 +425,7 @@ impl Registry {
         &self,
         by_digest: &ArtifactRef,
     ) -> Result<Option<Vec<String>>, RegistryError> {
-        self.login(by_digest, RegistryOperation::Pull).await?;
+        self.login(by_digest).await;
         match self
             .client
             .pull_referrers(by_digest.oci(), Some(layout::BUNDLE))
@@ -465,7 +464,7 @@ impl Registry {
     async fn manifest(&self, by_digest: &ArtifactRef) -> Result<Manifest, RegistryError> {
         let digest = by_digest.digest().unwrap_or_default();
         let what = format!("manifest {by_digest}");
-        self.login(by_digest, RegistryOperation::Pull).await?;
+        self.login(by_digest).await;
         let auth = self.auth(by_digest);
         let (bytes, _) = self
             .client
@@ -568,18 +567,13 @@ impl Registry {
         self.options.credentials.for_registry(reference.registry())
     }
 
-    /// Authenticate for `operation` on `reference`'s repository (tokens are cached).
-    async fn login(
-        &self,
-        reference: &ArtifactRef,
-        operation: RegistryOperation,
-    ) -> Result<(), RegistryError> {
+    /// Hand the registry's credentials to the client, which authenticates lazily
+    /// (and caches tokens) on the first request that needs them.
+    async fn login(&self, reference: &ArtifactRef) {
         let auth = self.auth(reference);
         self.client
-            .auth(reference.oci(), &auth, operation)
-            .await
-            .map(drop)
-            .map_err(|e| classify(reference, "authenticating", e))
+            .store_auth_if_needed(reference.registry(), &auth)
+            .await;
     }
 
     async fn deadline<T>(

@@ -98,12 +98,14 @@ impl Source {
     /// error); one with neither is an error.
     pub async fn prepare(&self, config: &PipelineConfig) -> Result<SyncReport, String> {
         let report = self.sync(config).await;
+        for p in &report.problems {
+            eprintln!("registry: {}: {}", p.event, p.fields);
+        }
         let mut missing = Vec::new();
         for (_, reference) in registry_refs(config) {
-            let troubled = report
-                .problems
-                .iter()
-                .any(|p| p.fields["reference"] == reference.as_str());
+            let troubled = report.problems.iter().any(|p| {
+                p.event.starts_with("policy-set") || p.fields["reference"] == reference.as_str()
+            });
             match self.cache.resolve(&reference) {
                 Ok(_) if !troubled => {}
                 Ok(path) => eprintln!(
@@ -112,9 +114,6 @@ impl Source {
                 ),
                 Err(e) => missing.push(e),
             }
-        }
-        for p in &report.problems {
-            eprintln!("registry: {}: {}", p.event, p.fields);
         }
         if missing.is_empty() {
             Ok(report)

@@ -244,7 +244,9 @@ pub async fn publish_index(
             Err(e) => return Err(e.into()),
         },
     };
-    let now = time::OffsetDateTime::now_utc();
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("0 ns is valid");
     let set = PolicySet {
         name: req.name.to_string(),
         sequence,
