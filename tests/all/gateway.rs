@@ -710,11 +710,7 @@ async fn nginx_asks_portcullis_first_and_a_blocked_prompt_never_reaches_the_upst
     let upstream = Upstream::start().await;
     let gw = Running::start(|t| t).await;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let conf = std::fs::read_to_string(
         crate::support::root().join("examples/nginx/portcullis-check.conf"),
     )

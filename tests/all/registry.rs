@@ -87,6 +87,15 @@ impl TestRegistry {
     }
 }
 
+/// A work directory, a signing key from `seed`, and `trust.toml` there trusting it.
+fn workbench(seed: u8) -> (tempfile::TempDir, SigningKey, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let signer = key(seed);
+    let trust = work.path().join("trust.toml");
+    std::fs::write(&trust, key_entry(&signer, "")).unwrap();
+    (work, signer, trust)
+}
+
 /// A signed release of the pii component in `dir`: `pii-<version>.wasm` and its
 /// bundle signed by `signer` with `sequence`.
 fn release(dir: &Path, signer: &SigningKey, version: &str, sequence: u64) -> PathBuf {
@@ -128,11 +137,8 @@ async fn push_stores_the_cncf_layout_and_a_referrer_and_pull_verifies_before_wri
     let Some(registry) = TestRegistry::start(None) else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let signer = key(71);
+    let (work, signer, trust) = workbench(71);
     let wasm_path = release(work.path(), &signer, "1.0.0", 1);
-    let trust = work.path().join("trust.toml");
-    std::fs::write(&trust, key_entry(&signer, "")).unwrap();
     let insecure = ["--insecure-registry", &registry.host()];
     let target = registry.reference("policies/pii:1.0.0");
     let pushed = portcullis(
@@ -273,8 +279,7 @@ async fn basic_auth_is_required_and_credentials_come_from_env_or_docker_config()
     let Some(registry) = TestRegistry::start(Some(("ci", "s3cret-pw"))) else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let signer = key(73);
+    let (work, signer, trust) = workbench(73);
     let wasm_path = release(work.path(), &signer, "1.0.0", 1);
     let wasm = wasm_path.to_str().unwrap();
     let target = registry.reference("policies/pii:1.0.0");
@@ -317,8 +322,6 @@ async fn basic_auth_is_required_and_credentials_come_from_env_or_docker_config()
         json!({"auths": {registry.host(): {"auth": "Y2k6czNjcmV0LXB3"}}}).to_string(),
     )
     .unwrap();
-    let trust = work.path().join("trust.toml");
-    std::fs::write(&trust, key_entry(&signer, "")).unwrap();
     let out = work.path().join("out");
     let pulled = portcullis(
         &[
@@ -345,11 +348,8 @@ async fn registry_errors_are_clear_and_leave_nothing_behind() {
     let Some(registry) = TestRegistry::start(None) else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let signer = key(74);
+    let (work, signer, trust) = workbench(74);
     let wasm_path = release(work.path(), &signer, "1.0.0", 1);
-    let trust = work.path().join("trust.toml");
-    std::fs::write(&trust, key_entry(&signer, "")).unwrap();
     let out = work.path().join("out");
     let pull = |extra: &[&str], source: &str| {
         let insecure = ["--insecure-registry", &registry.host()];
@@ -607,9 +607,8 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
     let Some(mut registry) = TestRegistry::start(None) else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let signer = key(75);
-    let trust = key_entry(&signer, "");
+    let (work, signer, trust) = workbench(75);
+    let trust = std::fs::read_to_string(trust).unwrap();
     let tag = "policies/pii:stable";
     push_release(&registry, &release(work.path(), &signer, "1.0.0", 1), tag);
 
@@ -802,11 +801,10 @@ async fn a_signed_index_pins_the_fleet_to_its_digests() {
     let Some(registry) = TestRegistry::start(None) else {
         return;
     };
-    let work = tempfile::tempdir().unwrap();
-    let signer = key(76);
+    let (work, signer, trust) = workbench(76);
+    let trust = std::fs::read_to_string(trust).unwrap();
     let key_path = work.path().join("ci.pem");
     portcullis::artifact::keys::write_pair(&signer, &key_path).unwrap();
-    let trust = key_entry(&signer, "");
     let tag = "policies/pii:stable";
     push_release(&registry, &release(work.path(), &signer, "1.0.0", 1), tag);
     let pii = format!("pii={}", registry.reference(tag));

@@ -216,11 +216,7 @@ impl TestRegistry {
     pub fn start(user: Option<(&str, &str)>) -> Option<TestRegistry> {
         registry_bin()?;
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let auth = match user {
             None => String::new(),
             Some((name, password)) => {
@@ -286,4 +282,13 @@ impl TestRegistry {
     pub fn reference(&self, repository_and_tag: &str) -> String {
         format!("{}/{repository_and_tag}", self.host())
     }
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for servers the tests start).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

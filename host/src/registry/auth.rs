@@ -56,6 +56,18 @@ impl Credentials {
         Some(dir.join("config.json"))
     }
 
+    /// The credentials in `path`, else in the default Docker config if there is one,
+    /// else none.
+    pub fn load(path: Option<&Path>) -> Result<Credentials, String> {
+        match path {
+            Some(path) => Credentials::from_docker_config(path),
+            None => match Credentials::default_docker_config().filter(|p| p.is_file()) {
+                Some(path) => Credentials::from_docker_config(&path),
+                None => Ok(Credentials::default()),
+            },
+        }
+    }
+
     /// Read a Docker-style config file. A missing file is an error (the caller named
     /// it); use [`Credentials::default`] for none.
     pub fn from_docker_config(path: &Path) -> Result<Credentials, String> {

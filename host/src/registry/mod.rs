@@ -98,13 +98,13 @@ impl RegistrySection {
 
 /// Client options from the section; relative paths resolve against `base`.
 pub fn options(settings: &RegistrySection, base: &Path) -> Result<Options, String> {
-    let credentials = match &settings.credentials {
-        Some(path) => Credentials::from_docker_config(&base.join(path))?,
-        None => match Credentials::default_docker_config().filter(|p| p.is_file()) {
-            Some(path) => Credentials::from_docker_config(&path)?,
-            None => Credentials::default(),
-        },
-    };
+    let credentials = Credentials::load(
+        settings
+            .credentials
+            .as_ref()
+            .map(|p| base.join(p))
+            .as_deref(),
+    )?;
     Ok(Options {
         insecure: settings.insecure.clone(),
         timeout: Duration::from_secs(settings.timeout_seconds),

@@ -172,16 +172,8 @@ enum Command {
     ///
     /// Example: portcullis verify --trust trust.toml --state portcullis-state.json pii.wasm
     Verify {
-        /// Trust store (TOML).
-        #[arg(long)]
-        trust: PathBuf,
-        /// Sequence high-water-mark file (JSON; created on first success). Without it,
-        /// rollback is not checked.
-        #[arg(long)]
-        state: Option<PathBuf>,
-        /// Require the signed policy name to be this one.
-        #[arg(long)]
-        name: Option<String>,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// The policy component (.wasm); its bundle is <POLICY>.sigstore.json.
         policy: PathBuf,
     },
@@ -224,15 +216,8 @@ enum Command {
     Pull {
         #[command(flatten)]
         registry: registry::RegistryArgs,
-        /// Trust store (TOML).
-        #[arg(long)]
-        trust: PathBuf,
-        /// Sequence high-water-mark file (JSON; created on first success).
-        #[arg(long)]
-        state: Option<PathBuf>,
-        /// Require the signed policy name to be this one.
-        #[arg(long)]
-        name: Option<String>,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Directory to write into.
         #[arg(long)]
         out: PathBuf,
@@ -255,6 +240,21 @@ enum Command {
         /// The policy component (.wasm).
         policy: PathBuf,
     },
+}
+
+/// What a policy is verified against.
+#[derive(clap::Args)]
+struct TrustArgs {
+    /// Trust store (TOML).
+    #[arg(long)]
+    trust: PathBuf,
+    /// Sequence high-water-mark file (JSON; created on first success). Without it,
+    /// rollback is not checked.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Require the signed policy name to be this one.
+    #[arg(long)]
+    name: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -364,12 +364,12 @@ fn main() -> ExitCode {
                 force,
                 policy,
             } => signing::sign(&key, &manifest, force, &policy),
-            Command::Verify {
-                trust,
-                state,
-                name,
-                policy,
-            } => signing::verify(&trust, state.as_deref(), name.as_deref(), &policy),
+            Command::Verify { trust, policy } => signing::verify(
+                &trust.trust,
+                trust.state.as_deref(),
+                trust.name.as_deref(),
+                &policy,
+            ),
             Command::DevSign { config, manifests } => dev::dev_sign(&config, &manifests),
             Command::Inspect { trust, policy } => signing::inspect(trust.as_deref(), &policy),
             Command::Push {
@@ -380,18 +380,9 @@ fn main() -> ExitCode {
             Command::Pull {
                 registry,
                 trust,
-                state,
-                name,
                 out,
                 source,
-            } => {
-                let trust = registry::PullTrust {
-                    trust: &trust,
-                    state: state.as_deref(),
-                    name: name.as_deref(),
-                };
-                registry::pull(&registry, &trust, &source, &out).await
-            }
+            } => registry::pull(&registry, &trust, &source, &out).await,
             Command::Index {
                 command:
                     IndexCommand::Publish {

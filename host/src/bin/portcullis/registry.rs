@@ -45,13 +45,8 @@ pub struct RegistryArgs {
 
 impl RegistryArgs {
     fn registry(&self, reference: &ArtifactRef) -> anyhow::Result<Registry> {
-        let mut credentials = match &self.credentials {
-            Some(path) => Credentials::from_docker_config(path).map_err(anyhow::Error::msg)?,
-            None => match Credentials::default_docker_config().filter(|p| p.is_file()) {
-                Some(path) => Credentials::from_docker_config(&path).map_err(anyhow::Error::msg)?,
-                None => Credentials::default(),
-            },
-        };
+        let mut credentials =
+            Credentials::load(self.credentials.as_deref()).map_err(anyhow::Error::msg)?;
         let host = reference.registry();
         if let Some(user) = &self.username {
             let password = if self.password_stdin {
@@ -115,26 +110,16 @@ pub async fn push(args: &RegistryArgs, policy: &Path, target: &str) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `pull` verifies against.
-pub struct PullTrust<'a> {
-    /// Trust store.
-    pub trust: &'a Path,
-    /// High-water marks.
-    pub state: Option<&'a Path>,
-    /// Required policy name.
-    pub name: Option<&'a str>,
-}
-
 /// Fetch, verify, and only then write `<out>/<name>.wasm` and its bundle.
 pub async fn pull(
     args: &RegistryArgs,
-    trust: &PullTrust<'_>,
+    trust: &super::TrustArgs,
     source: &str,
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
     let reference = parse_ref(source)?;
-    let mut verifier = Verifier::new(TrustStore::load(trust.trust)?);
-    if let Some(state) = trust.state {
+    let mut verifier = Verifier::new(TrustStore::load(&trust.trust)?);
+    if let Some(state) = &trust.state {
         verifier = verifier.with_state(state);
     }
     let fetched = args.registry(&reference)?.fetch_policy(&reference).await?;
@@ -142,7 +127,7 @@ pub async fn pull(
     let wasm = &fetched.wasm;
     let verified = first_verified(&fetched.bundles, |bundle| {
         let exports = || exports_via_engine(&engine, wasm);
-        match trust.name {
+        match &trust.name {
             Some(name) => verifier.verify_named(name, wasm, bundle, exports),
             None => verifier.verify(wasm, bundle, exports),
         }
