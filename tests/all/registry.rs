@@ -771,6 +771,14 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
     drop(hosts.pop());
     let restarted = Host::start(dirs[1].path()).await.unwrap();
     assert_eq!(restarted.version().as_deref(), Some("1.3.0"));
+    // Even with the refusal forgotten, the start-up pulls v5, fails to load it, and
+    // starts on v4.
+    drop(restarted);
+    std::fs::remove_dir_all(dirs[1].path().join("registry-cache/refused")).unwrap();
+    let restarted = Host::start(dirs[1].path()).await.unwrap();
+    assert_eq!(restarted.version().as_deref(), Some("1.3.0"));
+    let refusals = std::fs::read_dir(dirs[1].path().join("registry-cache/refused")).unwrap();
+    assert_eq!(refusals.count(), 1, "v5 is refused again");
 }
 
 fn publish_index(registry: &TestRegistry, key: &Path, extra: &[&str], policy: &str) -> String {

@@ -232,8 +232,10 @@ impl Source {
                 last = now;
                 if !report.moved.is_empty() {
                     let reloaded = host.reload().await;
-                    for m in report.moved {
-                        self.undo_if_rejected(&host, &reloaded.rejected, m);
+                    for m in &report.moved {
+                        if let Some(p) = self.undo_if_rejected(m, &reloaded.rejected) {
+                            host.announce(p.event, p.fields);
+                        }
                     }
                 }
             }
@@ -242,13 +244,12 @@ impl Source {
     }
 
     /// A moved reference whose new version the host rejected (self-test, stage,
-    /// limits...) points back at the version that stays active, so a restart starts
-    /// on that one; the rejected digest is refused from now on.
-    fn undo_if_rejected(&self, host: &PolicyHost, rejected: &[String], m: Moved) {
+    /// limits...; `rejected` holds the reload's or start's error lines) points back
+    /// at the version before, so a restart starts on that one; the rejected digest
+    /// is refused from now on. The problem to report, if `m` was rejected.
+    fn undo_if_rejected(&self, m: &Moved, rejected: &[String]) -> Option<Problem> {
         let prefix = format!("policy {}:", m.policy);
-        let Some(reason) = rejected.iter().find(|line| line.starts_with(&prefix)) else {
-            return;
-        };
+        let reason = rejected.iter().find(|line| line.starts_with(&prefix))?;
         if let Some(from) = &m.from
             && let Err(e) = self.cache.point(&m.reference, from)
         {
@@ -258,8 +259,13 @@ impl Source {
             );
         }
         self.remember_refusal(&m.to, reason);
-        let p = problem("registry-refused", &m.policy, &m.reference, &m.to, reason);
-        host.announce(p.event, p.fields);
+        Some(problem(
+            "registry-refused",
+            &m.policy,
+            &m.reference,
+            &m.to,
+            reason,
+        ))
     }
 
     /// The poll interval ± 20 %, doubled per consecutive failure up to 16×.
@@ -458,10 +464,40 @@ pub async fn start_host(
 ) -> Result<(Arc<PolicyHost>, Option<Poller>), LoadError> {
     let config = PipelineConfig::load(config_path).map_err(LoadError::Config)?;
     let source = Source::new(engine, &config).map_err(LoadError::Registry)?;
-    if let Some(source) = &source {
-        source.prepare(&config).await.map_err(LoadError::Registry)?;
-    }
-    let host = Arc::new(PolicyHost::start(engine, config_path).await?);
+    let mut moved = match &source {
+        Some(source) => {
+            source
+                .prepare(&config)
+                .await
+                .map_err(LoadError::Registry)?
+                .moved
+        }
+        None => Vec::new(),
+    };
+    // A version pulled just now that fails to load (its self-test, say) is refused
+    // and its reference points back at the version before, which the host starts on.
+    let host = loop {
+        let failed = match PolicyHost::start(engine, config_path).await {
+            Ok(host) => break Arc::new(host),
+            Err(e) => e,
+        };
+        let line = failed.to_string();
+        let undone = source.as_ref().and_then(|s| {
+            let i = moved.iter().position(|m| {
+                m.from.is_some() && s.undo_if_rejected(m, std::slice::from_ref(&line)).is_some()
+            })?;
+            Some(moved.remove(i))
+        });
+        match undone {
+            Some(m) => eprintln!(
+                "registry: refused {} {} (starting on {}): {line}",
+                m.reference,
+                m.to,
+                m.from.as_deref().unwrap_or_default()
+            ),
+            None => return Err(failed),
+        }
+    };
     host.write_status();
     let poller = source.map(|s| s.spawn(host.clone()));
     Ok((host, poller))
