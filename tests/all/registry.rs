@@ -986,3 +986,61 @@ async fn a_lying_registry_is_caught_by_digest_and_size_checks() {
         "{err}"
     );
 }
+
+/// TLS by default: a registry with a private CA is refused (and the message says
+/// what to do) until its CA is given; plain HTTP is never tried.
+#[tokio::test]
+async fn tls_registries_need_their_ca_and_plain_http_is_never_a_fallback() {
+    let Some(registry) = TestRegistry::start_tls() else {
+        return;
+    };
+    let (work, signer, trust) = workbench(78);
+    let wasm_path = release(work.path(), &signer, "1.0.0", 1);
+    let target = registry.reference("policies/pii:1.0.0");
+    let wasm = wasm_path.to_str().unwrap();
+
+    let untrusted = portcullis(&["push", wasm, &target], &[]);
+    assert_eq!(untrusted.status.code(), Some(2));
+    assert!(
+        stderr(&untrusted).contains("--ca-file"),
+        "{}",
+        stderr(&untrusted)
+    );
+
+    let ca = registry.ca();
+    let ca = ca.to_str().unwrap();
+    let pushed = portcullis(&["push", "--ca-file", ca, wasm, &target], &[]);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let out = work.path().join("out");
+    let pulled = portcullis(
+        &[
+            "pull",
+            "--ca-file",
+            ca,
+            "--trust",
+            trust.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            &target,
+        ],
+        &[],
+    );
+    assert!(pulled.status.success(), "{}", stderr(&pulled));
+
+    // Listed as insecure, it is spoken to in plain HTTP only, which a TLS server refuses.
+    let plain = portcullis(
+        &[
+            "pull",
+            "--insecure-registry",
+            &registry.host(),
+            "--trust",
+            trust.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            &target,
+        ],
+        &[],
+    );
+    assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
+    assert!(stderr(&plain).contains("HTTP 400"), "{}", stderr(&plain));
+}

@@ -214,6 +214,21 @@ pub fn registry_bin() -> Option<PathBuf> {
 impl TestRegistry {
     /// Start a registry; with `user`, Basic auth (htpasswd, bcrypt) is required.
     pub fn start(user: Option<(&str, &str)>) -> Option<TestRegistry> {
+        Self::launch(user, false)
+    }
+
+    /// Start a registry speaking TLS only, with a certificate for 127.0.0.1 from a
+    /// CA of its own ([`TestRegistry::ca`]).
+    pub fn start_tls() -> Option<TestRegistry> {
+        Self::launch(None, true)
+    }
+
+    /// The CA certificate (PEM file) of a TLS registry.
+    pub fn ca(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn launch(user: Option<(&str, &str)>, tls: bool) -> Option<TestRegistry> {
         registry_bin()?;
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -228,10 +243,30 @@ impl TestRegistry {
                 )
             }
         };
+        let tls = if tls {
+            let ca_key = rcgen::KeyPair::generate().unwrap();
+            let mut ca = rcgen::CertificateParams::new(Vec::new()).unwrap();
+            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let ca_cert = ca.self_signed(&ca_key).unwrap();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+            let issuer = rcgen::Issuer::new(ca, ca_key);
+            let cert = leaf.signed_by(&key, &issuer).unwrap();
+            std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).unwrap();
+            std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+            std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("cert.pem").display(),
+                dir.path().join("key.pem").display()
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             dir.path().join("config.yml"),
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-only\n{auth}",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: test-only\n{tls}{auth}",
                 dir.path().join("data").display()
             ),
         )

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{DigestError, OciDistributionError};
 
 use super::auth::Credentials;
@@ -28,6 +28,8 @@ pub struct Options {
     pub max_blob_bytes: u64,
     /// Credentials per registry.
     pub credentials: Credentials,
+    /// Extra CA certificates (PEM) trusted for TLS, besides the system's roots.
+    pub ca_certificates: Vec<Vec<u8>>,
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
             timeout: Duration::from_secs(10),
             max_blob_bytes: 16 << 20,
             credentials: Credentials::default(),
+            ca_certificates: Vec::new(),
         }
     }
 }
@@ -171,6 +174,14 @@ impl Registry {
             connect_timeout: Some(options.timeout),
             read_timeout: Some(options.timeout),
             platform_resolver: None,
+            extra_root_certificates: options
+                .ca_certificates
+                .iter()
+                .map(|pem| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.clone(),
+                })
+                .collect(),
             ..ClientConfig::default()
         });
         Registry { client, options }
@@ -658,6 +669,12 @@ fn classify(reference: &ArtifactRef, what: &str, e: OciDistributionError) -> Reg
         },
         OciDistributionError::RequestError(r) if r.is_connect() || r.is_request() => {
             let mut reason = error_chain(&r);
+            if reason.contains("UnknownIssuer") || reason.contains("invalid peer certificate") {
+                reason.push_str(
+                    " (the registry's certificate is not trusted here; for a private CA, give \
+                     its certificate: --ca-file or [registry] ca_file)",
+                );
+            }
             if reason.contains("InvalidContentType") || reason.contains("corrupt message") {
                 reason.push_str(
                     " (the registry does not speak TLS here; if it is a plain-HTTP registry, \

@@ -39,6 +39,8 @@ pub struct RegistrySection {
     pub max_blob_mb: u64,
     /// Registries (`host:port`) reached over plain HTTP. Every other one uses TLS.
     pub insecure: Vec<String>,
+    /// PEM file of extra CA certificates for registries with a private CA.
+    pub ca_file: Option<PathBuf>,
     /// Docker-style credentials file (default: `$DOCKER_CONFIG/config.json` or
     /// `~/.docker/config.json`, if it exists).
     pub credentials: Option<PathBuf>,
@@ -59,6 +61,7 @@ impl Default for RegistrySection {
             timeout_seconds: 10,
             max_blob_mb: 16,
             insecure: Vec::new(),
+            ca_file: None,
             credentials: None,
             index: None,
             index_name: None,
@@ -105,7 +108,18 @@ pub fn options(settings: &RegistrySection, base: &Path) -> Result<Options, Strin
             .map(|p| base.join(p))
             .as_deref(),
     )?;
+    let ca_certificates = match &settings.ca_file {
+        Some(path) => {
+            let path = base.join(path);
+            vec![
+                std::fs::read(&path)
+                    .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?,
+            ]
+        }
+        None => Vec::new(),
+    };
     Ok(Options {
+        ca_certificates,
         insecure: settings.insecure.clone(),
         timeout: Duration::from_secs(settings.timeout_seconds),
         max_blob_bytes: settings.max_blob_mb << 20,

@@ -23,6 +23,9 @@ pub struct RegistryArgs {
     /// registry is reached over TLS.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     insecure: Vec<String>,
+    /// PEM file of extra CA certificates (a registry with a private CA).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// Docker-style credentials file (default: $DOCKER_CONFIG/config.json or
     /// ~/.docker/config.json, if it exists).
     #[arg(long)]
@@ -65,7 +68,15 @@ impl RegistryArgs {
         } else if let Ok(token) = std::env::var("PORTCULLIS_REGISTRY_TOKEN") {
             credentials = credentials.bearer(host, &token);
         }
+        let ca_certificates = match &self.ca_file {
+            Some(path) => vec![
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read the CA file {}", path.display()))?,
+            ],
+            None => Vec::new(),
+        };
         Ok(Registry::new(Options {
+            ca_certificates,
             insecure: self.insecure.clone(),
             timeout: Duration::from_secs(self.timeout),
             max_blob_bytes: self.max_blob_mb << 20,
