@@ -6,6 +6,7 @@ mod cli;
 mod fuzz;
 mod gateway;
 mod hostile;
+mod languages;
 mod lifecycle;
 mod observe;
 mod pipeline;

@@ -3,24 +3,18 @@
 //! without Basic auth. `.ci/run` extracts it from the Debian package and sets
 //! `PORTCULLIS_REGISTRY_BIN`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use portcullis::artifact::bundle::sidecar_path;
 use portcullis::artifact::manifest::Kind;
-use portcullis::gateway::{Gateway, serve};
-use portcullis::lifecycle::PolicyHost;
 use portcullis::registry::layout::{self, Descriptor};
-use portcullis::registry::source::{Poller, start_host};
 use serde_json::{Value, json};
 
-use crate::gateway::KEY;
 use crate::signing::{bundle_bytes, key, key_entry, predicate};
-use crate::support::{TestRegistry, engine, guest};
+use crate::support::{ServedHost, TestRegistry, guest};
 
 const PII: &str = "portcullis_policy_pii";
 
@@ -464,65 +458,6 @@ async fn registry_errors_are_clear_and_leave_nothing_behind() {
     );
 }
 
-/// A gateway host following the registry, in `dir`.
-struct Host {
-    host: Arc<PolicyHost>,
-    address: SocketAddr,
-    _poller: Option<Poller>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Host {
-    async fn start(dir: &Path) -> Result<Host, String> {
-        let (host, poller) = start_host(&engine(), &dir.join("portcullis.toml"))
-            .await
-            .map_err(|e| e.to_string())?;
-        let gateway = Arc::new(Gateway::new(host.clone()).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve(gateway, listener, async move {
-            let _ = stopped.await;
-        }));
-        Ok(Host {
-            host,
-            address,
-            _poller: poller,
-            stop: Some(stop),
-        })
-    }
-
-    /// The active pii version.
-    fn version(&self) -> Option<String> {
-        self.host.snapshot().entries()[0].version.clone()
-    }
-
-    /// A chat call through the gateway: the mock echoes the (redacted) prompt.
-    async fn echo(&self, text: &str) -> String {
-        let response = reqwest::Client::new()
-            .post(format!("http://{}/v1/chat/completions", self.address))
-            .bearer_auth(KEY)
-            .json(&json!({"messages": [{"role": "user", "content": text}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.unwrap();
-        body["choices"][0]["message"]["content"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
 /// A host directory: trust store, and a configuration that runs pii from `reference`
 /// through the registry (polled every second; `settings` are more `[registry]` lines)
 /// with alerts to `alerts.jsonl`.
@@ -618,7 +553,7 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
     ];
     let mut hosts = Vec::new();
     for dir in &dirs {
-        hosts.push(Host::start(dir.path()).await.unwrap());
+        hosts.push(ServedHost::start(dir.path()).await.unwrap());
     }
     for h in &hosts {
         assert_eq!(h.version().as_deref(), Some("1.0.0"));
@@ -716,7 +651,7 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
     }
     // A host restarted while the registry is down starts from its verified cache.
     drop(hosts.pop());
-    let restarted = Host::start(dirs[1].path()).await.unwrap();
+    let restarted = ServedHost::start(dirs[1].path()).await.unwrap();
     assert_eq!(restarted.version().as_deref(), Some("1.1.0"));
     assert_eq!(
         restarted.echo("mail bob@example.org").await,
@@ -725,7 +660,7 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
     hosts.push(restarted);
     // A host with an empty cache cannot start without the registry, and says why.
     let fresh = host_dir(&registry, &trust, &registry.reference(tag), "");
-    let refused = Host::start(fresh.path()).await.err().unwrap();
+    let refused = ServedHost::start(fresh.path()).await.err().unwrap();
     assert!(refused.contains("has not been pulled"), "{refused}");
     assert!(refused.contains("unreachable"), "{refused}");
 
@@ -769,13 +704,13 @@ async fn two_hosts_converge_refuse_tampering_and_ride_out_a_registry_outage() {
             .all(|h| h.version().as_deref() == Some("1.3.0"))
     );
     drop(hosts.pop());
-    let restarted = Host::start(dirs[1].path()).await.unwrap();
+    let restarted = ServedHost::start(dirs[1].path()).await.unwrap();
     assert_eq!(restarted.version().as_deref(), Some("1.3.0"));
     // Even with the refusal forgotten, the start-up pulls v5, fails to load it, and
     // starts on v4.
     drop(restarted);
     std::fs::remove_dir_all(dirs[1].path().join("registry-cache/refused")).unwrap();
-    let restarted = Host::start(dirs[1].path()).await.unwrap();
+    let restarted = ServedHost::start(dirs[1].path()).await.unwrap();
     assert_eq!(restarted.version().as_deref(), Some("1.3.0"));
     let refusals = std::fs::read_dir(dirs[1].path().join("registry-cache/refused")).unwrap();
     assert_eq!(refusals.count(), 1, "v5 is refused again");
@@ -822,7 +757,7 @@ async fn a_signed_index_pins_the_fleet_to_its_digests() {
         registry.reference("policies/sets:prod")
     );
     let dir = host_dir(&registry, &trust, &registry.reference(tag), &index);
-    let host = Host::start(dir.path()).await.unwrap();
+    let host = ServedHost::start(dir.path()).await.unwrap();
     assert_eq!(host.version().as_deref(), Some("1.0.0"));
 
     // The tag moves to v2, the index still lists v1: nothing changes.
@@ -850,7 +785,7 @@ async fn a_signed_index_pins_the_fleet_to_its_digests() {
         .trim_start_matches("oci://")
         .to_string();
     let pinned = host_dir(&registry, &trust, &v2, &index);
-    let refused = Host::start(pinned.path()).await.err().unwrap();
+    let refused = ServedHost::start(pinned.path()).await.err().unwrap();
     assert!(
         refused.contains("is not the digest the signed index lists"),
         "{refused}"

@@ -46,6 +46,7 @@ pub fn guests() -> &'static Path {
                 "portcullis-policy-secrets",
             ])
             .args(["-p", "portcullis-policy-tool-allowlist"])
+            .args(["-p", "portcullis-policy-keyword-guard"])
             .status()
             .expect("cargo runs");
         assert!(status.success(), "building the guest components failed");
@@ -326,4 +327,117 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A policy host started from a configuration file, as `portcullis serve` starts it
+/// (registry policies pulled first), behind the gateway on 127.0.0.1; stopped when
+/// dropped.
+pub struct ServedHost {
+    /// The policy host.
+    pub host: Arc<portcullis::lifecycle::PolicyHost>,
+    address: std::net::SocketAddr,
+    _poller: Option<portcullis::registry::source::Poller>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl ServedHost {
+    /// Start on `dir/portcullis.toml`; `Err` is the start-up error's text.
+    pub async fn start(dir: &Path) -> Result<ServedHost, String> {
+        let (host, poller) =
+            portcullis::registry::source::start_host(&engine(), &dir.join("portcullis.toml"))
+                .await
+                .map_err(|e| e.to_string())?;
+        let gateway = Arc::new(portcullis::gateway::Gateway::new(host.clone()).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(portcullis::gateway::serve(gateway, listener, async move {
+            let _ = stopped.await;
+        }));
+        Ok(ServedHost {
+            host,
+            address,
+            _poller: poller,
+            stop: Some(stop),
+        })
+    }
+
+    /// The first policy's active version.
+    pub fn version(&self) -> Option<String> {
+        self.host.snapshot().entries()[0].version.clone()
+    }
+
+    /// A chat call with one user message and the development key: status and body.
+    pub async fn chat(&self, text: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("http://{}/v1/chat/completions", self.address))
+            .bearer_auth("sk-portcullis-dev")
+            .json(&serde_json::json!({"messages": [{"role": "user", "content": text}]}))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// A chat call that must succeed: the mock model's answer (it echoes the prompt
+    /// as the policies left it).
+    pub async fn echo(&self, text: &str) -> String {
+        let (status, body) = self.chat(text).await;
+        assert_eq!(status, 200, "{body}");
+        body["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for ServedHost {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// componentize-py (`PORTCULLIS_COMPONENTIZE_PY`), or `None` outside CI (the test is
+/// then skipped, loudly).
+pub fn componentize_py() -> Option<PathBuf> {
+    let tool = std::env::var_os("PORTCULLIS_COMPONENTIZE_PY").map(PathBuf::from);
+    match tool.filter(|t| t.is_file()) {
+        Some(tool) => Some(tool),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must provide componentize-py (PORTCULLIS_COMPONENTIZE_PY, see .ci/run)"
+            );
+            eprintln!("SKIPPED: no componentize-py (set PORTCULLIS_COMPONENTIZE_PY, see .ci/run)");
+            None
+        }
+    }
+}
+
+/// The Python keyword-guard component, built once per test run with the Python SDK
+/// helpers (`sdk/python`) against the contract (`wit/`).
+pub fn python_keyword_guard() -> Option<&'static Path> {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let tool = componentize_py()?;
+    Some(BUILT.get_or_init(|| {
+        let out = guests().join("keyword_guard_py.wasm");
+        let status = std::process::Command::new(tool)
+            .args(["-d", root().join("wit").to_str().unwrap()])
+            .args(["-w", "guardrail", "componentize"])
+            .args(["-p", root().join("sdk/python").to_str().unwrap()])
+            .args([
+                "-p",
+                root()
+                    .join("policies/keyword-guard/python")
+                    .to_str()
+                    .unwrap(),
+            ])
+            .args(["app", "-o", out.to_str().unwrap()])
+            .status()
+            .expect("componentize-py runs");
+        assert!(status.success(), "building the Python policy failed");
+        out
+    }))
 }
