@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{ServedHost, guest, python_keyword_guard, root};
+use crate::support::{ServedHost, guest, js_keyword_guard, python_keyword_guard, root};
 
 /// A directory with `component` as `keyword-guard.wasm`, signed by `portcullis
 /// dev-sign` with the policy's manifest (its fixtures become signed self-tests), and a
@@ -61,11 +61,9 @@ fn portcullis_test(dir: &Path) -> String {
     stdout
 }
 
-#[tokio::test]
-async fn the_python_keyword_guard_passes_the_rust_fixtures_and_runs_signed_in_the_gateway() {
-    let Some(python) = python_keyword_guard() else {
-        return;
-    };
+/// `port` passes the Rust keyword-guard's fixtures through `portcullis test`, exactly
+/// as the Rust component does, loads signed (its signed self-tests run), and serves.
+async fn holds_to_the_rust_fixtures_and_serves_signed(port: &Path) {
     let cases = std::fs::read_to_string(root().join("policies/keyword-guard/fixtures/cases.jsonl"))
         .unwrap()
         .lines()
@@ -73,12 +71,11 @@ async fn the_python_keyword_guard_passes_the_rust_fixtures_and_runs_signed_in_th
     let summary = format!("{cases} passed, 0 failed");
     let rust = signed_keyword_guard(&guest("portcullis_policy_keyword_guard"));
     assert!(portcullis_test(rust.path()).contains(&summary));
-    let python_dir = signed_keyword_guard(&std::fs::read(python).unwrap());
-    let report = portcullis_test(python_dir.path());
+    let dir = signed_keyword_guard(&std::fs::read(port).unwrap());
+    let report = portcullis_test(dir.path());
     assert!(report.contains(&summary), "{report}");
 
-    // Signed (dev-sign ran the signed self-tests through the host) and serving.
-    let served = ServedHost::start(python_dir.path()).await.unwrap();
+    let served = ServedHost::start(dir.path()).await.unwrap();
     let snapshot = served.host.snapshot();
     let entry = &snapshot.entries()[0];
     assert!(!entry.unsigned && !entry.signers.is_empty());
@@ -90,4 +87,18 @@ async fn the_python_keyword_guard_passes_the_rust_fixtures_and_runs_signed_in_th
     let finding = &body["error"]["portcullis"]["findings"][0];
     assert_eq!(finding["policy"], "keyword-guard");
     assert_eq!(finding["category"], "jailbreak");
+}
+
+#[tokio::test]
+async fn the_python_keyword_guard_passes_the_rust_fixtures_and_runs_signed() {
+    if let Some(python) = python_keyword_guard() {
+        holds_to_the_rust_fixtures_and_serves_signed(python).await;
+    }
+}
+
+#[tokio::test]
+async fn the_javascript_keyword_guard_passes_the_rust_fixtures_and_runs_signed() {
+    if let Some(js) = js_keyword_guard() {
+        holds_to_the_rust_fixtures_and_serves_signed(js).await;
+    }
 }

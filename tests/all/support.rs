@@ -399,45 +399,80 @@ impl Drop for ServedHost {
     }
 }
 
-/// componentize-py (`PORTCULLIS_COMPONENTIZE_PY`), or `None` outside CI (the test is
-/// then skipped, loudly).
-pub fn componentize_py() -> Option<PathBuf> {
-    let tool = std::env::var_os("PORTCULLIS_COMPONENTIZE_PY").map(PathBuf::from);
+/// A language toolchain named by an environment variable (set by `.ci/run`), or
+/// `None` outside CI (the test is then skipped, loudly).
+fn toolchain(variable: &str, what: &str) -> Option<PathBuf> {
+    let tool = std::env::var_os(variable).map(PathBuf::from);
     match tool.filter(|t| t.is_file()) {
         Some(tool) => Some(tool),
         None => {
             assert!(
                 std::env::var_os("CI").is_none(),
-                "CI must provide componentize-py (PORTCULLIS_COMPONENTIZE_PY, see .ci/run)"
+                "CI must provide {what} ({variable}, see .ci/run)"
             );
-            eprintln!("SKIPPED: no componentize-py (set PORTCULLIS_COMPONENTIZE_PY, see .ci/run)");
+            eprintln!("SKIPPED: no {what} (set {variable}, see .ci/run)");
             None
         }
     }
 }
 
-/// The Python keyword-guard component, built once per test run with the Python SDK
-/// helpers (`sdk/python`) against the contract (`wit/`).
-pub fn python_keyword_guard() -> Option<&'static Path> {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let tool = componentize_py()?;
-    Some(BUILT.get_or_init(|| {
-        let out = guests().join("keyword_guard_py.wasm");
-        let status = std::process::Command::new(tool)
-            .args(["-d", root().join("wit").to_str().unwrap()])
-            .args(["-w", "guardrail", "componentize"])
-            .args(["-p", root().join("sdk/python").to_str().unwrap()])
-            .args([
-                "-p",
-                root()
-                    .join("policies/keyword-guard/python")
-                    .to_str()
-                    .unwrap(),
-            ])
-            .args(["app", "-o", out.to_str().unwrap()])
+/// Build a guest once per test run: `build` gets the tool and the output path and
+/// runs from the workspace root.
+fn build_guest(
+    cell: &'static OnceLock<PathBuf>,
+    tool: Option<PathBuf>,
+    file: &str,
+    build: impl FnOnce(&Path, &Path) -> std::process::Command,
+) -> Option<&'static Path> {
+    let tool = tool?;
+    Some(cell.get_or_init(|| {
+        let out = guests().join(file);
+        let status = build(&tool, &out)
+            .current_dir(root())
             .status()
-            .expect("componentize-py runs");
-        assert!(status.success(), "building the Python policy failed");
+            .expect("the guest toolchain runs");
+        assert!(status.success(), "building {file} failed");
         out
     }))
+}
+
+/// The Python keyword-guard (componentize-py, `PORTCULLIS_COMPONENTIZE_PY`), with the
+/// Python SDK helpers (`sdk/python`), against the contract (`wit/`).
+pub fn python_keyword_guard() -> Option<&'static Path> {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let tool = toolchain("PORTCULLIS_COMPONENTIZE_PY", "componentize-py");
+    build_guest(&BUILT, tool, "keyword_guard_py.wasm", |tool, out| {
+        let mut command = std::process::Command::new(tool);
+        command
+            .args(["-d", "wit", "-w", "guardrail", "componentize"])
+            .args(["-p", "sdk/python", "-p", "policies/keyword-guard/python"])
+            .args(["app", "-o"])
+            .arg(out);
+        command
+    })
+}
+
+/// The JavaScript keyword-guard (componentize-js, `PORTCULLIS_COMPONENTIZE_JS` = its
+/// cli.js), with the JavaScript SDK helpers (`sdk/js`), no WASI features.
+pub fn js_keyword_guard() -> Option<&'static Path> {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let tool = toolchain("PORTCULLIS_COMPONENTIZE_JS", "componentize-js");
+    build_guest(&BUILT, tool, "keyword_guard_js.wasm", |tool, out| {
+        let mut command = std::process::Command::new("node");
+        command
+            .arg(tool)
+            .arg("policies/keyword-guard/js/policy.js")
+            .args(["--wit", "wit", "--world-name", "guardrail"])
+            .args([
+                "-d",
+                "stdio",
+                "random",
+                "clocks",
+                "http",
+                "fetch-event",
+                "-o",
+            ])
+            .arg(out);
+        command
+    })
 }
