@@ -918,22 +918,28 @@ async fn registry_cost() {
     }
 }
 
-/// The same policy (keyword-guard) written in Rust and in Python: component size,
+/// The same policy (keyword-guard) in Rust, Python, JavaScript and C: component size,
 /// compile time, and a fresh instance + one request check, on a benign and on a
 /// denied prompt (both with its fixtures' configuration).
 async fn language_cost() {
-    let Some(python) = support::python_keyword_guard() else {
-        println!("languages section skipped: set PORTCULLIS_COMPONENTIZE_PY (see .ci/run)");
-        return;
-    };
-    let config = r#"{"keywords": ["ignore previous instructions", "developer mode"], "patterns": ["(?i)(?-u:\\b)DAN(?-u:\\b)", "(?i)system\\s+prompt"]}"#;
-    let versions = [
-        ("Rust", support::guest("portcullis_policy_keyword_guard")),
+    let mut versions = vec![("Rust", support::guest("portcullis_policy_keyword_guard"))];
+    for (language, built) in [
         (
             "Python (componentize-py 0.25.1)",
-            std::fs::read(python).expect("built"),
+            support::python_keyword_guard(),
         ),
-    ];
+        (
+            "JavaScript (componentize-js 0.23.0)",
+            support::js_keyword_guard(),
+        ),
+        ("C (clang 14, wasi-libc)", support::c_keyword_guard()),
+    ] {
+        match built {
+            Some(path) => versions.push((language, std::fs::read(path).expect("built"))),
+            None => println!("{language} skipped: its toolchain is not installed (see .ci/run)"),
+        }
+    }
+    let config = r#"{"keywords": ["ignore previous instructions", "developer mode"], "patterns": ["(?i)(?-u:\\b)DAN(?-u:\\b)", "(?i)system\\s+prompt"]}"#;
     println!(
         "\n| keyword-guard in | component KB | compile ms | benign 40 B p50 µs | p99 µs | denied p50 µs | p99 µs | benign p50 vs Rust |"
     );

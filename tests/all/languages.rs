@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{ServedHost, guest, js_keyword_guard, python_keyword_guard, root};
+use crate::support::{
+    ServedHost, c_keyword_guard, guest, js_keyword_guard, python_keyword_guard, root,
+};
 
 /// A directory with `component` as `keyword-guard.wasm`, signed by `portcullis
 /// dev-sign` with the policy's manifest (its fixtures become signed self-tests), and a
@@ -100,5 +102,12 @@ async fn the_python_keyword_guard_passes_the_rust_fixtures_and_runs_signed() {
 async fn the_javascript_keyword_guard_passes_the_rust_fixtures_and_runs_signed() {
     if let Some(js) = js_keyword_guard() {
         holds_to_the_rust_fixtures_and_serves_signed(js).await;
+    }
+}
+
+#[tokio::test]
+async fn the_c_keyword_guard_passes_the_rust_fixtures_and_runs_signed() {
+    if let Some(c) = c_keyword_guard() {
+        holds_to_the_rust_fixtures_and_serves_signed(c).await;
     }
 }

@@ -13,6 +13,7 @@ use portcullis::pipeline::Pipeline;
 use serde_json::{Value, json};
 
 mod audit;
+mod build;
 mod dev;
 mod operate;
 mod registry;
@@ -224,6 +225,37 @@ enum Command {
         /// REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
         source: String,
     },
+    /// Build a policy written in C into a component: generate the contract's C
+    /// bindings for WORLD, compile with clang for wasm32-wasi, make the component, and
+    /// check it implements WORLD (nothing is written otherwise).
+    ///
+    /// Example: portcullis build --lang c --world guardrail -I sdk/c --out guard.wasm guard.c
+    Build {
+        /// The policy's language (only c so far).
+        #[arg(long, value_parser = ["c"])]
+        lang: String,
+        /// The world to implement: guardrail, output-filter, content-policy or tool-sandbox.
+        #[arg(long)]
+        world: String,
+        /// The contract directory.
+        #[arg(long, default_value = "wit")]
+        wit: PathBuf,
+        /// Extra include directory (repeatable), e.g. sdk/c.
+        #[arg(short = 'I', long = "include")]
+        include: Vec<PathBuf>,
+        /// The C compiler.
+        #[arg(long, default_value = "clang")]
+        clang: String,
+        /// The component to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Keep the generated C bindings (header and sources) in this directory.
+        #[arg(long)]
+        bindings: Option<PathBuf>,
+        /// C sources.
+        #[arg(required = true)]
+        sources: Vec<PathBuf>,
+    },
     /// Signed policy-set indexes (the exact digests a fleet must run).
     Index {
         #[command(subcommand)]
@@ -372,6 +404,24 @@ fn main() -> ExitCode {
             ),
             Command::DevSign { config, manifests } => dev::dev_sign(&config, &manifests),
             Command::Inspect { trust, policy } => signing::inspect(trust.as_deref(), &policy),
+            Command::Build {
+                lang: _,
+                world,
+                wit,
+                include,
+                clang,
+                out,
+                bindings,
+                sources,
+            } => build::build_c(&build::CBuild {
+                wit: &wit,
+                world: &world,
+                sources: &sources,
+                include: &include,
+                out: &out,
+                clang: &clang,
+                bindings: bindings.as_deref(),
+            }),
             Command::Push {
                 registry,
                 policy,
