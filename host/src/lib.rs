@@ -19,7 +19,8 @@
 //! * [`gateway`]: the OpenAI-compatible HTTP gateway (`portcullis serve`);
 //! * [`observe`]: the audit log, metrics, alerts and drift monitoring;
 //! * [`check`]: checking one request or response payload (`portcullis check`, check API);
-//! * [`fixtures`]: running policies' fixtures (the CI eval gate).
+//! * [`fixtures`]: running policies' fixtures (the CI eval gate);
+//! * [`conformance`]: the conformance kit any guest must pass (`portcullis conform`);
 //! * [`artifact`]: signed policy artifacts (bundles, keys, the trust store);
 //! * [`registry`]: policies through an OCI registry (push, pull, the host's poller).
 
@@ -27,6 +28,7 @@ pub mod artifact;
 pub mod bindings;
 pub mod check;
 pub mod config;
+pub mod conformance;
 pub mod engine;
 pub mod fixtures;
 pub mod gateway;

@@ -932,6 +932,16 @@ fn failure_finding(policy: &Policy, outcome: &Outcome) -> Finding {
     }
 }
 
+/// Check every span and edit of a guardrail's verdict against `request`'s texts, as
+/// the pipeline does before using it (the conformance kit uses this).
+pub fn validate_request_verdict(request: &ChatRequest, verdict: &Verdict) -> Result<(), String> {
+    match validate(verdict, &Subject::Request(request.clone())) {
+        Err(Outcome::Error(reason)) => Err(reason),
+        Err(other) => Err(other.name().to_string()),
+        Ok(()) => Ok(()),
+    }
+}
+
 /// Check every span and edit of a verdict against the texts it refers to.
 fn validate(verdict: &Verdict, subject: &Subject) -> Result<(), Outcome> {
     let findings = match verdict {

@@ -225,6 +225,22 @@ enum Command {
         /// REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
         source: String,
     },
+    /// Run the conformance kit on a request-checking component (guardrail or
+    /// content-policy world), whatever language it was written in: world, empty and
+    /// large inputs, every role, UTF-8 spans, determinism, configuration errors. Exit 1
+    /// when a check fails.
+    ///
+    /// Example: portcullis conform --config '{"keywords":["ignore previous"]}' --trigger "ignore previous" guard.wasm
+    Conform {
+        /// The policy's configuration (JSON) for the checks.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        /// A text the policy must find something in (its spans are checked).
+        #[arg(long)]
+        trigger: Option<String>,
+        /// The component.
+        policy: PathBuf,
+    },
     /// Build a policy written in C into a component: generate the contract's C
     /// bindings for WORLD, compile with clang for wasm32-wasi, make the component, and
     /// check it implements WORLD (nothing is written otherwise).
@@ -404,6 +420,11 @@ fn main() -> ExitCode {
             ),
             Command::DevSign { config, manifests } => dev::dev_sign(&config, &manifests),
             Command::Inspect { trust, policy } => signing::inspect(trust.as_deref(), &policy),
+            Command::Conform {
+                config,
+                trigger,
+                policy,
+            } => conform(&config, trigger.as_deref(), &policy).await,
             Command::Build {
                 lang: _,
                 world,
@@ -575,6 +596,29 @@ async fn check(
         writeln!(out, "{printed}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The conformance kit on one component: a line per check, exit 1 on any failure.
+async fn conform(config: &str, trigger: Option<&str>, policy: &Path) -> anyhow::Result<ExitCode> {
+    let wasm =
+        std::fs::read(policy).with_context(|| format!("cannot read {}", policy.display()))?;
+    let engine = portcullis::engine::Engine::new(&Default::default())?;
+    let checks = portcullis::conformance::check_guardrail(&engine, &wasm, config, trigger).await;
+    for c in &checks {
+        println!(
+            "{} {}: {}",
+            if c.passed { "PASS" } else { "FAIL" },
+            c.name,
+            c.detail
+        );
+    }
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    println!("{} passed, {failed} failed", checks.len() - failed);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Start the policy host for `config` (pulling its registry policies first).
