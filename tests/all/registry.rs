@@ -111,6 +111,17 @@ fn portcullis(args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("portcullis runs")
 }
 
+/// `portcullis pull` with `options`, verifying against `trust`, writing into `out`.
+fn pull_policy(options: &[&str], trust: &Path, out: &Path, source: &str) -> Output {
+    let base = [
+        "--trust",
+        trust.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    portcullis(&[&["pull"][..], options, &base, &[source]].concat(), &[])
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -199,16 +210,8 @@ async fn push_stores_the_cncf_layout_and_a_referrer_and_pull_verifies_before_wri
     // Pull by tag and by digest: verified, then written.
     for source in [target.as_str(), by_digest.as_str()] {
         let out = work.path().join("pulled");
-        let pulled = portcullis(
-            &[
-                &["pull"][..],
-                &insecure,
-                &["--trust", trust.to_str().unwrap(), "--name", "pii"],
-                &["--out", out.to_str().unwrap(), source],
-            ]
-            .concat(),
-            &[],
-        );
+        let options = [&insecure[..], &["--name", "pii"]].concat();
+        let pulled = pull_policy(&options, &trust, &out, source);
         assert!(pulled.status.success(), "{}", stderr(&pulled));
         assert_eq!(std::fs::read(out.join("pii.wasm")).unwrap(), guest(PII));
         assert_eq!(
@@ -221,21 +224,7 @@ async fn push_stores_the_cncf_layout_and_a_referrer_and_pull_verifies_before_wri
     let other = work.path().join("other-trust.toml");
     std::fs::write(&other, key_entry(&key(72), "")).unwrap();
     let out = work.path().join("refused");
-    let refused = portcullis(
-        &[
-            &["pull"][..],
-            &insecure,
-            &[
-                "--trust",
-                other.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                &target,
-            ],
-        ]
-        .concat(),
-        &[],
-    );
+    let refused = pull_policy(&insecure, &other, &out, &target);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
     assert!(
         stderr(&refused).contains("unknown key"),
@@ -249,17 +238,7 @@ async fn push_stores_the_cncf_layout_and_a_referrer_and_pull_verifies_before_wri
     );
 
     // Without --insecure-registry the client insists on TLS, and says what to do.
-    let tls = portcullis(
-        &[
-            "pull",
-            "--trust",
-            trust.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            &target,
-        ],
-        &[],
-    );
+    let tls = pull_policy(&[], &trust, &out, &target);
     assert_eq!(tls.status.code(), Some(2));
     assert!(
         stderr(&tls).contains("--insecure-registry"),
@@ -317,22 +296,8 @@ async fn basic_auth_is_required_and_credentials_come_from_env_or_docker_config()
     )
     .unwrap();
     let out = work.path().join("out");
-    let pulled = portcullis(
-        &[
-            &["pull"][..],
-            &insecure,
-            &["--credentials", docker.to_str().unwrap()],
-            &[
-                "--trust",
-                trust.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                &target,
-            ],
-        ]
-        .concat(),
-        &[],
-    );
+    let options = [&insecure[..], &["--credentials", docker.to_str().unwrap()]].concat();
+    let pulled = pull_policy(&options, &trust, &out, &target);
     assert!(pulled.status.success(), "{}", stderr(&pulled));
     assert_eq!(files_in(&out), ["pii.wasm", "pii.wasm.sigstore.json"]);
 }
@@ -345,18 +310,10 @@ async fn registry_errors_are_clear_and_leave_nothing_behind() {
     let (work, signer, trust) = workbench(74);
     let wasm_path = release(work.path(), &signer, "1.0.0", 1);
     let out = work.path().join("out");
+    let host = registry.host();
     let pull = |extra: &[&str], source: &str| {
-        let insecure = ["--insecure-registry", &registry.host()];
-        let base = [
-            "--trust",
-            trust.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        portcullis(
-            &[&["pull"][..], &insecure, extra, &base, &[source]].concat(),
-            &[],
-        )
+        let options = [&["--insecure-registry", host.as_str()][..], extra].concat();
+        pull_policy(&options, &trust, &out, source)
     };
     let push = portcullis(
         &[
@@ -421,20 +378,11 @@ async fn registry_errors_are_clear_and_leave_nothing_behind() {
     // A registry that accepts the connection and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = silent.local_addr().unwrap().to_string();
-    let timeout = portcullis(
-        &[
-            "pull",
-            "--insecure-registry",
-            &address,
-            "--timeout",
-            "1",
-            "--trust",
-            trust.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            &format!("{address}/policies/pii:1.0.0"),
-        ],
-        &[],
+    let timeout = pull_policy(
+        &["--insecure-registry", &address, "--timeout", "1"],
+        &trust,
+        &out,
+        &format!("{address}/policies/pii:1.0.0"),
     );
     assert_eq!(timeout.status.code(), Some(2));
     let message = stderr(&timeout);
@@ -947,34 +895,15 @@ async fn tls_registries_need_their_ca_and_plain_http_is_never_a_fallback() {
     let pushed = portcullis(&["push", "--ca-file", ca, wasm, &target], &[]);
     assert!(pushed.status.success(), "{}", stderr(&pushed));
     let out = work.path().join("out");
-    let pulled = portcullis(
-        &[
-            "pull",
-            "--ca-file",
-            ca,
-            "--trust",
-            trust.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            &target,
-        ],
-        &[],
-    );
+    let pulled = pull_policy(&["--ca-file", ca], &trust, &out, &target);
     assert!(pulled.status.success(), "{}", stderr(&pulled));
 
     // Listed as insecure, it is spoken to in plain HTTP only, which a TLS server refuses.
-    let plain = portcullis(
-        &[
-            "pull",
-            "--insecure-registry",
-            &registry.host(),
-            "--trust",
-            trust.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            &target,
-        ],
-        &[],
+    let plain = pull_policy(
+        &["--insecure-registry", &registry.host()],
+        &trust,
+        &out,
+        &target,
     );
     assert_eq!(plain.status.code(), Some(2), "{}", stderr(&plain));
     assert!(stderr(&plain).contains("HTTP 400"), "{}", stderr(&plain));
