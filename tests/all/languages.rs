@@ -139,7 +139,7 @@ async fn the_c_keyword_guard_passes_the_rust_fixtures_and_runs_signed() {
 /// The kit fails a guest whose spans are not UTF-8 ranges of the text, naming the
 /// check, and does not count spans as checked when no trigger exercised them.
 #[tokio::test]
-async fn the_conformance_kit_fails_bad_spans_and_ignored_configuration_errors() {
+async fn the_conformance_kit_fails_bad_spans_and_needs_a_trigger_to_check_them() {
     let hostile = guest("portcullis_test_hostile");
     let checks = check_guardrail(
         &crate::support::engine(),
