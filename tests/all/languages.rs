@@ -25,19 +25,15 @@ fn signed_keyword_guard(component: &[u8]) -> tempfile::TempDir {
 store = "dev/trust.toml"
 [engine]
 cache_dir = "compiled"
-[gateway]
-listen = "127.0.0.1:0"
-[[gateway.clients]]
-id = "dev"
-key_sha256 = "0c0c414e9aa314ab460edeeb399e1812117caafbfd2b9aaf76f0097e522afcb8"
-[[policies]]
+{gateway}[[policies]]
 name = "keyword-guard"
 path = "keyword-guard.wasm"
 stages = ["input"]
 fixtures = "{}"
 config = {{ keywords = ["ignore previous instructions"], patterns = ["(?i)system\\s+prompt"], category = "jailbreak" }}
 "#,
-            fixtures.display()
+            fixtures.display(),
+            gateway = crate::support::DEV_GATEWAY,
         ),
     )
     .unwrap();

@@ -430,12 +430,7 @@ poll_seconds = 1
 timeout_seconds = 2
 insecure = ["{host}"]
 {settings}
-[gateway]
-listen = "127.0.0.1:0"
-[[gateway.clients]]
-id = "dev"
-key_sha256 = "0c0c414e9aa314ab460edeeb399e1812117caafbfd2b9aaf76f0097e522afcb8"
-[alerts]
+{gateway}[alerts]
 sink = "alerts.jsonl"
 dedup_s = 0
 [[policies]]
@@ -444,7 +439,8 @@ path = "oci://{reference}"
 stages = ["input"]
 config = {{ action = "redact" }}
 "#,
-            host = registry.host()
+            host = registry.host(),
+            gateway = crate::support::DEV_GATEWAY,
         ),
     )
     .unwrap();

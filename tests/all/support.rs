@@ -329,6 +329,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Configuration lines for a gateway on a free port that accepts the development key
+/// (`sk-portcullis-dev`, the key [`ServedHost::chat`] sends).
+pub const DEV_GATEWAY: &str = r#"[gateway]
+listen = "127.0.0.1:0"
+[[gateway.clients]]
+id = "dev"
+key_sha256 = "0c0c414e9aa314ab460edeeb399e1812117caafbfd2b9aaf76f0097e522afcb8"
+"#;
+
 /// A policy host started from a configuration file, as `portcullis serve` starts it
 /// (registry policies pulled first), behind the gateway on 127.0.0.1; stopped when
 /// dropped.

@@ -85,6 +85,19 @@ impl PolicySet {
         Ok(Bundle::new(envelope))
     }
 
+    /// The index a bundle carries, read WITHOUT checking any signature: only for
+    /// choosing the next sequence when publishing.
+    pub fn unverified(bundle: &[u8]) -> Option<PolicySet> {
+        let payload = Bundle::parse(bundle)
+            .ok()?
+            .dsse_envelope
+            .payload_bytes()
+            .ok()?;
+        serde_json::from_slice::<Statement>(&payload)
+            .ok()
+            .map(|s| s.predicate)
+    }
+
     /// Verify an index bundle: signatures and key scope for the signed name (which
     /// must be `name`), not expired at `now`, sequence not below the last one seen
     /// (the verifier's state, under `policy-set:<name>`), which then advances.

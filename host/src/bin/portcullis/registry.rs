@@ -228,12 +228,9 @@ pub async fn publish_index(
         Some(n) => n,
         None => match registry.fetch_policy_set(&target).await {
             Ok((_, bundle)) => {
-                portcullis::artifact::bundle::Bundle::parse(&bundle)
-                    .ok()
-                    .and_then(|b| b.dsse_envelope.payload_bytes().ok())
-                    .and_then(|p| serde_json::from_slice::<serde_json::Value>(&p).ok())
-                    .and_then(|v| v["predicate"]["sequence"].as_u64())
+                PolicySet::unverified(&bundle)
                     .context("the published index is unreadable: pass --sequence")?
+                    .sequence
                     + 1
             }
             Err(portcullis::registry::RegistryError::NotFound { .. }) => 1,
