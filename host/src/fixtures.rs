@@ -79,7 +79,28 @@ pub async fn run_cases(
     Ok((passed, failures))
 }
 
+/// What a policy answered to one fixture case.
+#[derive(Debug)]
+pub enum Answer {
+    /// A guardrail's or output filter's verdict, and the texts it was about.
+    Verdict(Verdict, Vec<String>),
+    /// A tool sandbox's authorizations.
+    Authorizations(Vec<Authorization>),
+}
+
 async fn observe(policy: &Policy, case: &Fixture) -> Result<Observed, String> {
+    Ok(match answer(policy, case).await? {
+        Answer::Verdict(verdict, texts) => fixture::observe_verdict(sdk_verdict(verdict), &texts)?,
+        Answer::Authorizations(auths) => {
+            fixture::observe_authorizations(&sdk_authorizations(auths))
+        }
+    })
+}
+
+/// Run one fixture case against a loaded policy: its raw answer (the tests compare
+/// ports of a policy in other languages with the original this way, findings and
+/// messages included).
+pub async fn answer(policy: &Policy, case: &Fixture) -> Result<Answer, String> {
     let context = RequestContext {
         request_id: format!("fixture:{}", case.name),
         client_id: "portcullis-test".into(),
@@ -124,7 +145,7 @@ async fn observe(policy: &Policy, case: &Fixture) -> Result<Observed, String> {
                 .await
                 .result
                 .map_err(failed)?;
-            fixture::observe_verdict(sdk_verdict(verdict), &texts)
+            Ok(Answer::Verdict(verdict, texts))
         }
         CheckKind::Response => {
             let text = case.text.clone().ok_or("response case without text")?;
@@ -133,15 +154,11 @@ async fn observe(policy: &Policy, case: &Fixture) -> Result<Observed, String> {
                 .await
                 .result
                 .map_err(failed)?;
-            fixture::observe_verdict(sdk_verdict(verdict), &[text])
+            Ok(Answer::Verdict(verdict, vec![text]))
         }
         CheckKind::Tools => {
-            let auths = policy
-                .check_tools(&context, &tools)
-                .await
-                .result
-                .map_err(failed)?;
-            Ok(fixture::observe_authorizations(&sdk_authorizations(auths)))
+            let auths = policy.check_tools(&context, &tools).await.result;
+            Ok(Answer::Authorizations(auths.map_err(failed)?))
         }
         CheckKind::Calls => {
             let calls: Vec<ToolCall> = case
@@ -155,12 +172,8 @@ async fn observe(policy: &Policy, case: &Fixture) -> Result<Observed, String> {
                     arguments: c.arguments_text(),
                 })
                 .collect();
-            let auths = policy
-                .check_calls(&context, &tools, &calls)
-                .await
-                .result
-                .map_err(failed)?;
-            Ok(fixture::observe_authorizations(&sdk_authorizations(auths)))
+            let auths = policy.check_calls(&context, &tools, &calls).await.result;
+            Ok(Answer::Authorizations(auths.map_err(failed)?))
         }
     }
 }

@@ -29,6 +29,12 @@ export function log(message, level = 'info') {
   hostLog(level, message);
 }
 
+/** The operator's configuration of this policy as the host passed it: JSON text ("{}"
+ * when none). For policies that parse it themselves (to reject duplicate keys, say). */
+export function configText() {
+  return hostConfig();
+}
+
 /** The operator's configuration of this policy (an object; {} when none). */
 export function config() {
   const text = hostConfig();
@@ -69,6 +75,14 @@ export function utf8Offset(text, index) {
   return bytes;
 }
 
+/** The length of `text` in UTF-8 bytes (the contract's unit), e.g. for a span over a
+ * whole text. Linear and native, so fine on large texts. */
+export function utf8Length(text) {
+  return ASCII_ONLY.test(text) ? text.length : UTF8.encode(text).length;
+}
+
+const UTF8 = new TextEncoder();
+
 /** A finding; with `text`, `index` (message number) and UTF-16 `start`/`end` in
  * `text`, it carries a span in UTF-8 bytes. */
 export function finding(categoryName, severityName, message, text, index, start, end) {
@@ -100,11 +114,23 @@ const ASCII_ONLY = /^[\x00-\x7f]*$/;
  * version; matches are [pattern, start byte, end byte]. */
 export class Matcher {
   constructor(patterns) {
+    const { matcher, error } = Matcher.tryCompile(patterns);
+    if (error !== undefined) fail(`patterns: ${error}`);
+    this.inner = matcher.inner;
+  }
+
+  /** Compile without failing the evaluation: `{matcher}`, or `{error}` (the host's
+   * message naming the pattern) when a pattern is invalid or over the host's limits. */
+  static tryCompile(patterns) {
+    let inner;
     try {
-      this.inner = HostMatcher.compile(patterns);
+      inner = HostMatcher.compile(patterns);
     } catch (e) {
-      fail(`patterns: ${e.payload ?? e.message ?? e}`);
+      return { error: String(e.payload ?? e.message ?? e) };
     }
+    const matcher = Object.create(Matcher.prototype);
+    matcher.inner = inner;
+    return { matcher };
   }
 
   findAll(text) {
@@ -119,3 +145,54 @@ export function scannedMessages(request, roles = ['user', 'tool']) {
   }
   return request.messages.map((m, i) => [i, m]).filter(([, m]) => roles.includes(m.role));
 }
+
+/** Lowercase hex SHA-256 (FIPS 180-4) of `text`'s UTF-8 bytes. Synchronous, unlike
+ * crypto.subtle (whose promises a policy export cannot await). */
+export function sha256Hex(text) {
+  const data = UTF8.encode(text);
+  // Padding: 0x80, zeros, then the bit length as a 64-bit big-endian number.
+  const blocks = Math.ceil((data.length + 9) / 64);
+  const bytes = new Uint8Array(blocks * 64);
+  bytes.set(data);
+  bytes[data.length] = 0x80;
+  const view = new DataView(bytes.buffer);
+  view.setUint32(bytes.length - 8, Math.floor(data.length / 0x20000000));
+  view.setUint32(bytes.length - 4, (data.length * 8) >>> 0);
+  const h = SHA256_INIT.slice();
+  const w = new Int32Array(64);
+  for (let block = 0; block < bytes.length; block += 64) {
+    for (let t = 0; t < 16; t++) w[t] = view.getInt32(block + t * 4);
+    for (let t = 16; t < 64; t++) {
+      const a = w[t - 15];
+      const b = w[t - 2];
+      const s0 = ((a >>> 7) | (a << 25)) ^ ((a >>> 18) | (a << 14)) ^ (a >>> 3);
+      const s1 = ((b >>> 17) | (b << 15)) ^ ((b >>> 19) | (b << 13)) ^ (b >>> 10);
+      w[t] = (w[t - 16] + s0 + w[t - 7] + s1) | 0;
+    }
+    let [a, b, c, d, e, f, g, k] = h;
+    for (let t = 0; t < 64; t++) {
+      const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+      const t1 = (k + s1 + ((e & f) ^ (~e & g)) + SHA256_K[t] + w[t]) | 0;
+      const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+      const t2 = (s0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
+      k = g; g = f; f = e; e = (d + t1) | 0;
+      d = c; c = b; b = a; a = (t1 + t2) | 0;
+    }
+    [a, b, c, d, e, f, g, k].forEach((v, i) => { h[i] = (h[i] + v) | 0; });
+  }
+  return Array.from(h, (v) => (v >>> 0).toString(16).padStart(8, "0")).join("");
+}
+
+// First 32 bits of the fractional parts of the square roots of the first 8 primes.
+const SHA256_INIT = Int32Array.of(
+  0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19);
+// ... and of the cube roots of the first 64 primes.
+const SHA256_K = Int32Array.of(
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2);

@@ -11,5 +11,6 @@ mod lifecycle;
 mod observe;
 mod pipeline;
 mod registry;
+mod scaffold;
 mod signing;
 mod support;

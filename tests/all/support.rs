@@ -1,7 +1,8 @@
 //! Shared test helpers: build the guest components once per test run, load policies.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use portcullis::bindings::{ChatRequest, Message, RequestContext, Role};
 use portcullis::engine::{Engine, EngineOptions, Limits};
@@ -378,10 +379,16 @@ impl ServedHost {
 
     /// A chat call with one user message and the development key: status and body.
     pub async fn chat(&self, text: &str) -> (u16, serde_json::Value) {
+        self.post(serde_json::json!({"messages": [{"role": "user", "content": text}]}))
+            .await
+    }
+
+    /// POST a chat completion request body as the development client.
+    pub async fn post(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
         let response = reqwest::Client::new()
             .post(format!("http://{}/v1/chat/completions", self.address))
             .bearer_auth("sk-portcullis-dev")
-            .json(&serde_json::json!({"messages": [{"role": "user", "content": text}]}))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -425,92 +432,82 @@ fn toolchain(variable: &str, what: &str) -> Option<PathBuf> {
     }
 }
 
-/// Build a guest once per test run: `build` gets the tool and the output path and
-/// runs from the workspace root.
-fn build_guest(
-    cell: &'static OnceLock<PathBuf>,
-    tool: Option<PathBuf>,
-    file: &str,
-    build: impl FnOnce(&Path, &Path) -> std::process::Command,
-) -> Option<&'static Path> {
-    let tool = tool?;
+/// A language other than Rust, as `portcullis build --lang` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lang {
+    Python,
+    Js,
+    C,
+}
+
+impl Lang {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::Python => "python",
+            Lang::Js => "js",
+            Lang::C => "c",
+        }
+    }
+
+    /// Whether this machine has the toolchain `portcullis build` uses (named by the
+    /// variable `.ci/run` sets, which `portcullis build` reads too).
+    pub fn available(self) -> bool {
+        match self {
+            Lang::Python => toolchain("PORTCULLIS_COMPONENTIZE_PY", "componentize-py"),
+            Lang::Js => toolchain("PORTCULLIS_COMPONENTIZE_JS", "componentize-js"),
+            Lang::C => toolchain("PORTCULLIS_CLANG", "clang with wasi-libc"),
+        }
+        .is_some()
+    }
+
+    /// A port's sources below `policies/<name>/`, as `portcullis build --lang` takes them.
+    fn sources(self, dir: &Path) -> Vec<PathBuf> {
+        match self {
+            Lang::Python => vec![dir.join("python/app.py")],
+            Lang::Js => vec![dir.join("js/policy.js")],
+            Lang::C => {
+                let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("c"))
+                    .expect("the C port exists")
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "c"))
+                    .collect();
+                files.sort();
+                files
+            }
+        }
+    }
+}
+
+/// The `lang` port of the example policy `policy` (`policies/<policy>/<lang>/`), built
+/// once per test run by `portcullis build` for the world its manifest's `kind` names;
+/// `None` (SKIPPED) outside CI when the toolchain is missing.
+pub fn port(policy: &str, lang: Lang) -> Option<&'static Path> {
+    type Cells = HashMap<(String, Lang), &'static OnceLock<PathBuf>>;
+    static CELLS: OnceLock<Mutex<Cells>> = OnceLock::new();
+    if !lang.available() {
+        return None;
+    }
+    let cell: &'static OnceLock<PathBuf> = CELLS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry((policy.to_string(), lang))
+        .or_insert_with(|| Box::leak(Box::default()));
     Some(cell.get_or_init(|| {
-        let out = guests().join(file);
-        let status = build(&tool, &out)
+        let dir = root().join("policies").join(policy);
+        let manifest =
+            portcullis::artifact::manifest::load(&dir.join("policy.toml")).expect("manifest");
+        let out = guests().join(format!("{}_{}.wasm", policy.replace('-', "_"), lang.name()));
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .current_dir(root())
+            .args(["build", "--lang", lang.name(), "--world"])
+            .arg(manifest.kind.name())
+            .arg("--out")
+            .arg(&out)
+            .args(lang.sources(&dir))
             .status()
-            .expect("the guest toolchain runs");
-        assert!(status.success(), "building {file} failed");
+            .expect("portcullis runs");
+        assert!(status.success(), "building the {lang:?} {policy} failed");
         out
     }))
-}
-
-/// The Python keyword-guard (componentize-py, `PORTCULLIS_COMPONENTIZE_PY`), with the
-/// Python SDK helpers (`sdk/python`), against the contract (`wit/`).
-pub fn python_keyword_guard() -> Option<&'static Path> {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let tool = toolchain("PORTCULLIS_COMPONENTIZE_PY", "componentize-py");
-    build_guest(&BUILT, tool, "keyword_guard_py.wasm", |tool, out| {
-        let mut command = std::process::Command::new(tool);
-        command
-            .args(["-d", "wit", "-w", "guardrail", "componentize"])
-            .args(["-p", "sdk/python", "-p", "policies/keyword-guard/python"])
-            .args(["app", "-o"])
-            .arg(out);
-        command
-    })
-}
-
-/// The JavaScript keyword-guard (componentize-js, `PORTCULLIS_COMPONENTIZE_JS` = its
-/// cli.js), with the JavaScript SDK helpers (`sdk/js`), no WASI features.
-pub fn js_keyword_guard() -> Option<&'static Path> {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let tool = toolchain("PORTCULLIS_COMPONENTIZE_JS", "componentize-js");
-    build_guest(&BUILT, tool, "keyword_guard_js.wasm", |tool, out| {
-        let mut command = std::process::Command::new("node");
-        command
-            .arg(tool)
-            .arg("policies/keyword-guard/js/policy.js")
-            .args(["--wit", "wit", "--world-name", "guardrail"])
-            .args([
-                "-d",
-                "stdio",
-                "random",
-                "clocks",
-                "http",
-                "fetch-event",
-                "-o",
-            ])
-            .arg(out);
-        command
-    })
-}
-
-/// The C keyword-guard, built by `portcullis build --lang c` (bindings generated by
-/// the host, clang from `PORTCULLIS_CLANG`, with the C SDK helpers in `sdk/c`).
-pub fn c_keyword_guard() -> Option<&'static Path> {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let tool = toolchain("PORTCULLIS_CLANG", "clang with wasi-libc");
-    build_guest(&BUILT, tool, "keyword_guard_c.wasm", |clang, out| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"));
-        command
-            .args([
-                "build",
-                "--lang",
-                "c",
-                "--world",
-                "guardrail",
-                "-I",
-                "sdk/c",
-            ])
-            .arg("--clang")
-            .arg(clang)
-            .arg("--out")
-            .arg(out)
-            .args([
-                "policies/keyword-guard/c/keyword_guard.c",
-                "sdk/c/portcullis.c",
-            ]);
-        command
-    })
 }

@@ -21,6 +21,13 @@
 //! fuel = 200_000_000
 //! memory_mb = 32
 //! deadline_ms = 100
+//!
+//! [build]                            # optional, read by `portcullis build` (not signed)
+//! lang = "python"                    # rust | python | js | c
+//! sources = ["app.py"]
+//! sdk = "../../sdk"
+//! wit = "../../wit"
+//! out = "build/pii.wasm"
 //! ```
 
 use std::path::Path;
@@ -261,6 +268,9 @@ struct ManifestFile {
     min_host_version: String,
     #[serde(default)]
     self_test: Option<std::path::PathBuf>,
+    /// How `portcullis build` makes the component; not part of the signed claims.
+    #[serde(default, rename = "build")]
+    _build: Option<serde::de::IgnoredAny>,
 }
 
 /// Read and validate a manifest file.

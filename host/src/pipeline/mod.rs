@@ -935,10 +935,39 @@ fn failure_finding(policy: &Policy, outcome: &Outcome) -> Finding {
 /// Check every span and edit of a guardrail's verdict against `request`'s texts, as
 /// the pipeline does before using it (the conformance kit uses this).
 pub fn validate_request_verdict(request: &ChatRequest, verdict: &Verdict) -> Result<(), String> {
-    match validate(verdict, &Subject::Request(request.clone())) {
-        Err(Outcome::Error(reason)) => Err(reason),
-        Err(other) => Err(other.name().to_string()),
-        Ok(()) => Ok(()),
+    validate(verdict, &Subject::Request(request.clone())).map_err(failure_reason)
+}
+
+/// Check every span and edit of an output filter's verdict against the response
+/// `text`, as the pipeline does before using it; the text the client gets (`None` for a
+/// deny). The conformance kit uses this.
+pub fn response_outcome(text: &str, verdict: &Verdict) -> Result<Option<String>, String> {
+    let subject = Subject::Response {
+        context: RequestContext {
+            request_id: String::new(),
+            client_id: String::new(),
+            model: String::new(),
+            metadata: Vec::new(),
+        },
+        choice: 0,
+        text: text.to_string(),
+    };
+    validate(verdict, &subject).map_err(failure_reason)?;
+    Ok(match verdict {
+        Verdict::Allow(_) => Some(text.to_string()),
+        Verdict::Deny(_) => None,
+        Verdict::Modify(m) => Some(
+            apply_edits(&subject, &m.edits)?
+                .remove(&0)
+                .unwrap_or_else(|| text.to_string()),
+        ),
+    })
+}
+
+fn failure_reason(outcome: Outcome) -> String {
+    match outcome {
+        Outcome::Error(reason) => reason,
+        other => other.name().to_string(),
     }
 }
 

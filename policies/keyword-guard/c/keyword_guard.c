@@ -7,7 +7,6 @@
 #include "guardrail.h"
 #include "portcullis.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,7 +55,7 @@ void exports_portcullis_policy_request_checker_check_request(
   const pc_json *roles = pc_json_get(config, "roles");
 
   pc_findings_t findings = {0};
-  char message[64];
+  pc_buf message = {0};
   for (size_t index = 0; index < request->messages.len; index++) {
     portcullis_policy_types_message_t *m = &request->messages.ptr[index];
     if (!pc_role_scanned(roles, m->role)) continue;
@@ -65,8 +64,11 @@ void exports_portcullis_policy_request_checker_check_request(
     for (size_t k = 0; k < keyword_count; k++) {
       for (size_t at = 0; at + lengths[k] <= len;) {
         if (!matches_at(text, at, lowered[k], lengths[k])) { at++; continue; }
-        snprintf(message, sizeof message, "keyword %zu matched", k);
-        pc_findings_push(&findings, category, severity, message, (uint32_t)index,
+        pc_buf_truncate(&message, 0);
+        pc_buf_str(&message, "keyword ");
+        pc_buf_u64(&message, k);
+        pc_buf_str(&message, " matched");
+        pc_findings_push(&findings, category, severity, message.ptr, (uint32_t)index,
                          (uint32_t)at, (uint32_t)(at + lengths[k]));
         at += lengths[k];
       }
@@ -74,8 +76,11 @@ void exports_portcullis_policy_request_checker_check_request(
     if (has_matcher) {
       portcullis_policy_matchers_list_match_t found = pc_matcher_find_all(matcher, text, len);
       for (size_t i = 0; i < found.len; i++) {
-        snprintf(message, sizeof message, "pattern %u matched", found.ptr[i].pattern);
-        pc_findings_push(&findings, category, severity, message, (uint32_t)index,
+        pc_buf_truncate(&message, 0);
+        pc_buf_str(&message, "pattern ");
+        pc_buf_u64(&message, found.ptr[i].pattern);
+        pc_buf_str(&message, " matched");
+        pc_findings_push(&findings, category, severity, message.ptr, (uint32_t)index,
                          found.ptr[i].start, found.ptr[i].end);
       }
       portcullis_policy_matchers_list_match_free(&found);
@@ -84,6 +89,7 @@ void exports_portcullis_policy_request_checker_check_request(
   for (size_t i = MAX_FINDINGS; i < findings.len; i++)
     portcullis_policy_types_finding_free(&findings.ptr[i]);
   if (findings.len > MAX_FINDINGS) findings.len = MAX_FINDINGS;
+  free(message.ptr);
   if (has_matcher) portcullis_policy_matchers_matcher_drop_own(matcher);
   exports_portcullis_policy_request_checker_chat_request_free(request);
   pc_deny_if_any(&findings, ret);

@@ -11,9 +11,12 @@ import json
 
 from wit_world.imports import host, matchers, types
 
+from .strict_json import JSONError, loads as parse_json
+
 __all__ = [
-    "config", "fail", "log", "category", "severity", "finding", "deny_if_any",
-    "byte_finding", "utf8_offset", "ascii_lower", "Matcher", "scanned_messages",
+    "config", "raw_config", "parse_json", "JSONError", "fail", "log", "category",
+    "severity", "finding", "deny_if_any", "byte_finding", "utf8_offset", "ascii_lower",
+    "Matcher", "PatternError", "scanned_messages",
 ]
 
 _CATEGORIES = {
@@ -57,6 +60,12 @@ def fail(reason):
 def log(message, level="info"):
     """A log line the host keeps with the evaluation."""
     host.log(getattr(host.Level, level.upper()), message)
+
+
+def raw_config():
+    """The operator's configuration as the host passed it: JSON text (`{}` when none).
+    For policies that parse it themselves, e.g. with `parse_json`."""
+    return host.config()
 
 
 def config():
@@ -126,19 +135,42 @@ def ascii_lower(text):
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
 
 
+class PatternError(Exception):
+    """The host could not compile a pattern list (syntax, size or count limits); the
+    message names the offending pattern."""
+
+
 class Matcher:
     """Regular expressions (Rust `regex` syntax) compiled by the host once per policy
-    version. Matches are in UTF-8 bytes."""
+    version. Matches are in UTF-8 bytes.
+
+    `Matcher(patterns)` ends the evaluation as an error when the host refuses the
+    patterns (fit for configured patterns); `Matcher.compile(patterns)` raises
+    `PatternError` instead, for policies that handle it themselves."""
 
     def __init__(self, patterns):
         try:
-            self._inner = matchers.Matcher.compile(list(patterns))
-        except Exception as e:  # componentize_py_types.Err carries the host's message
-            fail(f"patterns: {getattr(e, 'value', e)}")
+            self._inner = _compile(patterns)
+        except PatternError as e:
+            fail(f"patterns: {e}")
+
+    @classmethod
+    def compile(cls, patterns):
+        """A Matcher for `patterns`; raises `PatternError` if the host refuses them."""
+        matcher = cls.__new__(cls)
+        matcher._inner = _compile(patterns)
+        return matcher
 
     def find_all(self, text):
         """Every match as (pattern index, start byte, end byte)."""
         return [(m.pattern, m.start, m.end) for m in self._inner.find_all(text)]
+
+
+def _compile(patterns):
+    try:
+        return matchers.Matcher.compile(list(patterns))
+    except Exception as e:  # componentize_py_types.Err carries the host's message
+        raise PatternError(str(getattr(e, "value", e))) from None
 
 
 def scanned_messages(request, roles=None):

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 mod audit;
 mod build;
 mod dev;
+mod new;
 mod operate;
 mod registry;
 mod signing;
@@ -225,53 +226,36 @@ enum Command {
         /// REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
         source: String,
     },
-    /// Run the conformance kit on a request-checking component (guardrail or
-    /// content-policy world), whatever language it was written in: world, empty and
-    /// large inputs, every role, UTF-8 spans, determinism, configuration errors. Exit 1
-    /// when a check fails.
+    /// Run the conformance kit on a policy component, whatever language it was written
+    /// in, for every contract its world exports: empty, large and hostile inputs, UTF-8
+    /// spans, streaming equal to whole responses, one authorization per tool and call,
+    /// determinism, configuration errors. Exit 1 when a check fails.
     ///
     /// Example: portcullis conform --config '{"keywords":["ignore previous"]}' --trigger "ignore previous" guard.wasm
     Conform {
         /// The policy's configuration (JSON) for the checks.
         #[arg(long, default_value = "{}")]
         config: String,
-        /// A text the policy must find something in (its spans are checked).
+        /// A text the policy must find something in (its request and response spans are
+        /// checked; tool sandboxes ignore it).
         #[arg(long)]
         trigger: Option<String>,
         /// The component.
         policy: PathBuf,
     },
-    /// Build a policy written in C into a component: generate the contract's C
-    /// bindings for WORLD, compile with clang for wasm32-wasi, make the component, and
-    /// check it implements WORLD (nothing is written otherwise).
+    /// Scaffold a policy project: a small working policy for WORLD in LANG, its
+    /// manifest (with the [build] section `portcullis build` reads), fixtures, a
+    /// development host configuration and a README with the next commands.
     ///
-    /// Example: portcullis build --lang c --world guardrail -I sdk/c --out guard.wasm guard.c
-    Build {
-        /// The policy's language (only c so far).
-        #[arg(long, value_parser = ["c"])]
-        lang: String,
-        /// The world to implement: guardrail, output-filter, content-policy or tool-sandbox.
-        #[arg(long)]
-        world: String,
-        /// The contract directory.
-        #[arg(long, default_value = "wit")]
-        wit: PathBuf,
-        /// Extra include directory (repeatable), e.g. sdk/c.
-        #[arg(short = 'I', long = "include")]
-        include: Vec<PathBuf>,
-        /// The C compiler.
-        #[arg(long, default_value = "clang")]
-        clang: String,
-        /// The component to write.
-        #[arg(long)]
-        out: PathBuf,
-        /// Keep the generated C bindings (header and sources) in this directory.
-        #[arg(long)]
-        bindings: Option<PathBuf>,
-        /// C sources.
-        #[arg(required = true)]
-        sources: Vec<PathBuf>,
-    },
+    /// Example: portcullis new --lang python --world tool-sandbox policies/my-sandbox
+    New(new::NewArgs),
+    /// Build a policy into a component with its language's toolchain (Rust, Python,
+    /// JavaScript or C) and check it implements the world its manifest names (or
+    /// --world); nothing is written otherwise.
+    ///
+    /// Examples: portcullis build my-guard   (a project made by `portcullis new`)
+    ///           portcullis build --lang c --world guardrail --out guard.wasm guard.c
+    Build(build::BuildArgs),
     /// Signed policy-set indexes (the exact digests a fleet must run).
     Index {
         #[command(subcommand)]
@@ -425,24 +409,8 @@ fn main() -> ExitCode {
                 trigger,
                 policy,
             } => conform(&config, trigger.as_deref(), &policy).await,
-            Command::Build {
-                lang: _,
-                world,
-                wit,
-                include,
-                clang,
-                out,
-                bindings,
-                sources,
-            } => build::build_c(&build::CBuild {
-                wit: &wit,
-                world: &world,
-                sources: &sources,
-                include: &include,
-                out: &out,
-                clang: &clang,
-                bindings: bindings.as_deref(),
-            }),
+            Command::New(args) => new::new(&args),
+            Command::Build(args) => build::build(&args.into_build()?),
             Command::Push {
                 registry,
                 policy,
@@ -603,7 +571,7 @@ async fn conform(config: &str, trigger: Option<&str>, policy: &Path) -> anyhow::
     let wasm =
         std::fs::read(policy).with_context(|| format!("cannot read {}", policy.display()))?;
     let engine = portcullis::engine::Engine::new(&Default::default())?;
-    let checks = portcullis::conformance::check_guardrail(&engine, &wasm, config, trigger).await;
+    let checks = portcullis::conformance::check(&engine, &wasm, config, trigger).await;
     for c in &checks {
         println!(
             "{} {}: {}",
