@@ -907,8 +907,13 @@ portcullis_policy_types_severity_t pc_severity(const char *name) {
 void pc_findings_push(pc_findings_t *findings, portcullis_policy_types_category_t category,
                       portcullis_policy_types_severity_t severity, const char *message,
                       uint32_t index, uint32_t start, uint32_t end) {
-  findings->ptr = realloc(findings->ptr, (findings->len + 1) * sizeof *findings->ptr);
-  if (!findings->ptr) pc_fail("out of memory");
+  // The list has no capacity field: it grows to the next power of two whenever its
+  // length reaches one (so pushes are amortized O(1), not a realloc each).
+  size_t len = findings->len;
+  if ((len & (len - 1)) == 0) {
+    findings->ptr = realloc(findings->ptr, (len ? 2 * len : 1) * sizeof *findings->ptr);
+    if (!findings->ptr) pc_fail("out of memory");
+  }
   pc_finding_t *f = &findings->ptr[findings->len++];
   memset(f, 0, sizeof *f);
   f->category = category;

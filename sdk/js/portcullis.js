@@ -62,17 +62,10 @@ export function severity(name) {
   return name;
 }
 
-/** The UTF-8 byte offset of UTF-16 index `index` of `text`. */
+/** The UTF-8 byte offset of UTF-16 index `index` of `text`. Measured natively (an
+ * interpreted loop costs ~2,300 fuel per character; this, tens). */
 export function utf8Offset(text, index) {
-  let bytes = 0;
-  for (let i = 0; i < index; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x80) bytes += 1;
-    else if (c < 0x800) bytes += 2;
-    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < index) { bytes += 4; i++; }
-    else bytes += 3;
-  }
-  return bytes;
+  return utf8Length(text.slice(0, index));
 }
 
 /** The length of `text` in UTF-8 bytes (the contract's unit), e.g. for a span over a

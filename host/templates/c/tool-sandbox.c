@@ -61,17 +61,16 @@ static bool offered(const exports_portcullis_policy_tool_authorizer_list_tool_de
 }
 
 // A refusal with one finding, "tool <name><reason>" (no span: it is about a tool, not
-// a text range). Built by hand because the name may be long or contain any byte.
+// a text range; pc_findings_push always sets one, so the finding is built here).
 static authorization_t deny(const pc_string_t *name, const char *reason) {
-  static const char prefix[] = "tool ";
-  size_t p = strlen(prefix), r = strlen(reason);
+  pc_buf message = {0};
+  pc_buf_str(&message, "tool ");
+  pc_buf_add(&message, (const char *)name->ptr, name->len);
+  pc_buf_str(&message, reason);
   pc_finding_t *finding = alloc(sizeof *finding);  // zeroed: no span, no score
   finding->category = pc_category("tool-misuse");
   finding->severity = pc_severity("high");
-  finding->message = (pc_string_t){alloc(p + name->len + r), p + name->len + r};
-  memcpy(finding->message.ptr, prefix, p);
-  memcpy(finding->message.ptr + p, name->ptr, name->len);
-  memcpy(finding->message.ptr + p + name->len, reason, r);
+  finding->message = (pc_string_t){(uint8_t *)message.ptr, message.len};  // heap: the host frees it
   return (authorization_t){.tag = PORTCULLIS_POLICY_TYPES_AUTHORIZATION_DENY,
                            .val.deny = {finding, 1}};
 }

@@ -9,7 +9,7 @@
 // `portcullis test`. Spans are UTF-8 byte offsets: `p.finding` converts JavaScript's
 // UTF-16 offsets for you.
 
-import * as p from '../../sdk/js/portcullis.js';
+import * as p from '{{js_sdk}}';
 
 const DEFAULT_PHRASES = ['ignore previous instructions'];
 

@@ -7,9 +7,9 @@
 //
 // Replace the logic below with your own, keep fixtures/cases.jsonl in step, and run
 // `portcullis test`. JavaScript strings index UTF-16 units; spans and the stream's
-// hold-back are counted in UTF-8 bytes (`p.utf8Offset` converts).
+// hold-back are counted in UTF-8 bytes (`p.utf8Length` measures).
 
-import * as p from '../../sdk/js/portcullis.js';
+import * as p from '{{js_sdk}}';
 
 const DEFAULT_WORDS = ['CONFIDENTIAL'];
 const REPLACEMENT = '[REDACTED]';
@@ -43,9 +43,9 @@ function occurrences(text, words) {
     });
     if (i < 0) return found;
     const start = upcoming[i];
-    const byteStart = bytes + p.utf8Offset(text.slice(at, start), start - at);
+    const byteStart = bytes + p.utf8Length(text.slice(at, start));
     at = start + words[i].length;
-    bytes = byteStart + p.utf8Offset(words[i], words[i].length);
+    bytes = byteStart + p.utf8Length(words[i]);
     found.push({ start, end: at, word: i, byteStart, byteEnd: bytes });
   }
 }
@@ -61,7 +61,7 @@ function redactionFinding({ word, byteStart, byteEnd }, offset = 0) {
 class ResponseStream {
   constructor(context) {
     this.words = redactedWords();
-    this.hold = Math.max(0, ...this.words.map((w) => p.utf8Offset(w, w.length) - 1));
+    this.hold = Math.max(0, ...this.words.map((w) => p.utf8Length(w) - 1)); // bytes
     this.pending = ''; // received, not yet released
     this.released = 0; // bytes of the stream released so far
   }
@@ -88,7 +88,7 @@ class ResponseStream {
       copied = occurrence.end;
     }
     text += this.pending.slice(copied, cut);
-    this.released += p.utf8Offset(this.pending, cut);
+    this.released += p.utf8Length(this.pending.slice(0, cut));
     this.pending = this.pending.slice(cut);
     return { tag: 'emit', val: { text, findings } };
   }
@@ -96,11 +96,11 @@ class ResponseStream {
   /** All but the hold-back tail (whole characters only), moved back to the start of an
    * occurrence that would straddle it. */
   safeCut(found) {
-    const limit = p.utf8Offset(this.pending, this.pending.length) - this.hold;
+    const limit = p.utf8Length(this.pending) - this.hold;
     let cut = 0;
     let bytes = 0;
     for (const ch of this.pending) { // iterates whole characters, never half a pair
-      bytes += p.utf8Offset(ch, ch.length);
+      bytes += p.utf8Length(ch);
       if (bytes > limit) break;
       cut += ch.length;
     }

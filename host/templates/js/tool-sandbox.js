@@ -9,7 +9,7 @@
 // `portcullis test`. The host asks twice: which tools may be offered (checkTools) and
 // which calls the model made may run (checkCalls); answer once per tool or call, in order.
 
-import * as p from '../../sdk/js/portcullis.js';
+import * as p from '{{js_sdk}}';
 
 const ALLOW = { tag: 'allow' };
 

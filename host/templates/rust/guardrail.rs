@@ -28,6 +28,9 @@ impl Guardrail for Policy {
         // A bad configuration ends the evaluation as an error (the host applies the
         // policy's `on_error`), never as a silent allow.
         let config: Config = portcullis_sdk::config().unwrap_or_else(|e| fail(e));
+        if let Some(i) = config.phrases.iter().position(String::is_empty) {
+            fail(format!("phrases[{i}] is empty"));
+        }
         let phrases: Vec<String> = config
             .phrases
             .iter()

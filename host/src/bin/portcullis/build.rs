@@ -355,8 +355,12 @@ fn python(req: &Build, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
 /// componentize-js (from the SDK's node_modules unless given), run from the deepest
 /// directory above both the entry file and the SDK.
 fn js(req: &Build, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
-    let entry = std::path::absolute(req.only_source()?)?;
-    let sdk = std::path::absolute(&req.sdk)?;
+    // Canonical, so `..` in a project's relative SDK path cannot hide the real
+    // common ancestor.
+    let canonical =
+        |p: &Path| std::fs::canonicalize(p).with_context(|| format!("cannot find {}", p.display()));
+    let entry = canonical(req.only_source()?)?;
+    let sdk = canonical(&req.sdk)?;
     let cli = req.tool().map_or_else(
         || sdk.join("js/node_modules/@bytecodealliance/componentize-js/src/cli.js"),
         PathBuf::from,
@@ -376,7 +380,7 @@ fn js(req: &Build, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
         .arg(&cli)
         .arg(&entry)
         .arg("--wit")
-        .arg(std::path::absolute(&req.wit)?)
+        .arg(canonical(&req.wit)?)
         .args(["--world-name", &req.world])
         // The host grants policies no WASI; leave out the interfaces JS would import.
         .args(["-d", "stdio", "random", "clocks", "http", "fetch-event"])
