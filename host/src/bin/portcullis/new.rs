@@ -59,85 +59,65 @@ impl World {
         }
     }
 
-    fn fixtures(self) -> &'static str {
-        match self {
-            World::Guardrail => include_str!("../../../templates/fixtures/guardrail.jsonl"),
-            World::OutputFilter => include_str!("../../../templates/fixtures/output-filter.jsonl"),
-            World::ToolSandbox => include_str!("../../../templates/fixtures/tool-sandbox.jsonl"),
-        }
-    }
 }
 
-/// One language's files for a world: (path in the project, template).
-fn sources(lang: Lang, world: World) -> Vec<(&'static str, &'static str)> {
-    use World::{Guardrail, OutputFilter, ToolSandbox};
-    match (lang, world) {
-        (Lang::Rust, world) => vec![
-            (
-                "Cargo.toml",
-                include_str!("../../../templates/rust/Cargo.toml"),
-            ),
-            (
-                "src/lib.rs",
-                match world {
-                    Guardrail => include_str!("../../../templates/rust/guardrail.rs"),
-                    OutputFilter => include_str!("../../../templates/rust/output-filter.rs"),
-                    ToolSandbox => include_str!("../../../templates/rust/tool-sandbox.rs"),
-                },
-            ),
+/// Every template, by its path below `host/templates/`, compiled into the binary.
+macro_rules! templates {
+    ($($path:literal),* $(,)?) => {
+        &[$(($path, include_str!(concat!("../../../templates/", $path)))),*]
+    };
+}
+
+const TEMPLATES: &[(&str, &str)] = templates![
+    "policy.toml",
+    "portcullis.toml",
+    "README.md",
+    "fixtures/guardrail.jsonl",
+    "fixtures/output-filter.jsonl",
+    "fixtures/tool-sandbox.jsonl",
+    "rust/Cargo.toml",
+    "rust/guardrail.rs",
+    "rust/output-filter.rs",
+    "rust/tool-sandbox.rs",
+    "python/guardrail.py",
+    "python/output-filter.py",
+    "python/tool-sandbox.py",
+    "js/guardrail.js",
+    "js/output-filter.js",
+    "js/tool-sandbox.js",
+    "c/guardrail.c",
+    "c/output-filter.c",
+    "c/tool-sandbox.c",
+];
+
+fn template(path: &str) -> &'static str {
+    TEMPLATES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, text)| *text)
+        .unwrap_or_else(|| unreachable!("no template {path}"))
+}
+
+/// The project's files for `lang` and `world`: (path in the project, template).
+fn files(lang: Lang, world: World) -> Vec<(&'static str, &'static str)> {
+    let w = world.name();
+    let mut files = vec![
+        ("policy.toml", template("policy.toml")),
+        ("portcullis.toml", template("portcullis.toml")),
+        ("README.md", template("README.md")),
+        ("fixtures/cases.jsonl", template(&format!("fixtures/{w}.jsonl"))),
+        (".gitignore", "/build/\n/dev/\n/target/\n__pycache__/\n"),
+    ];
+    files.extend(match lang {
+        Lang::Rust => vec![
+            ("Cargo.toml", template("rust/Cargo.toml")),
+            ("src/lib.rs", template(&format!("rust/{w}.rs"))),
         ],
-        (Lang::Python, Guardrail) => {
-            vec![(
-                "app.py",
-                include_str!("../../../templates/python/guardrail.py"),
-            )]
-        }
-        (Lang::Python, OutputFilter) => {
-            vec![(
-                "app.py",
-                include_str!("../../../templates/python/output-filter.py"),
-            )]
-        }
-        (Lang::Python, ToolSandbox) => {
-            vec![(
-                "app.py",
-                include_str!("../../../templates/python/tool-sandbox.py"),
-            )]
-        }
-        (Lang::Js, Guardrail) => {
-            vec![(
-                "policy.js",
-                include_str!("../../../templates/js/guardrail.js"),
-            )]
-        }
-        (Lang::Js, OutputFilter) => {
-            vec![(
-                "policy.js",
-                include_str!("../../../templates/js/output-filter.js"),
-            )]
-        }
-        (Lang::Js, ToolSandbox) => {
-            vec![(
-                "policy.js",
-                include_str!("../../../templates/js/tool-sandbox.js"),
-            )]
-        }
-        (Lang::C, Guardrail) => {
-            vec![("policy.c", include_str!("../../../templates/c/guardrail.c"))]
-        }
-        (Lang::C, OutputFilter) => {
-            vec![(
-                "policy.c",
-                include_str!("../../../templates/c/output-filter.c"),
-            )]
-        }
-        (Lang::C, ToolSandbox) => {
-            vec![(
-                "policy.c",
-                include_str!("../../../templates/c/tool-sandbox.c"),
-            )]
-        }
-    }
+        Lang::Python => vec![("app.py", template(&format!("python/{w}.py")))],
+        Lang::Js => vec![("policy.js", template(&format!("js/{w}.js")))],
+        Lang::C => vec![("policy.c", template(&format!("c/{w}.c")))],
+    });
+    files
 }
 
 /// What differs per language in the manifest and the README.
@@ -250,24 +230,11 @@ pub fn new(args: &NewArgs) -> anyhow::Result<ExitCode> {
             .replace("{{stages}}", &format!("\"{}\"", args.world.stage()))
             .replace("{{today}}", &today.to_string())
             .replace("{{expires}}", &expires.to_string())
-            .replace("{{fuel}}", &fuel.to_string())
+            .replace("{{fuel}}", &grouped(fuel))
             .replace("{{memory_mb}}", &memory_mb.to_string())
             .replace("{{deadline_ms}}", &deadline_ms.to_string())
     };
-    let mut files = vec![
-        (
-            "policy.toml",
-            include_str!("../../../templates/policy.toml"),
-        ),
-        (
-            "portcullis.toml",
-            include_str!("../../../templates/portcullis.toml"),
-        ),
-        ("README.md", include_str!("../../../templates/README.md")),
-        ("fixtures/cases.jsonl", args.world.fixtures()),
-        (".gitignore", "/build/\n/dev/\n/target/\n__pycache__/\n"),
-    ];
-    files.extend(sources(args.lang, args.world));
+    let files = files(args.lang, args.world);
     // Written into a sibling temporary directory first, so a failure leaves nothing.
     let staging = parent.join(format!(".{name}.new-{}", std::process::id()));
     let written = (|| -> anyhow::Result<()> {
@@ -296,6 +263,19 @@ pub fn new(args: &NewArgs) -> anyhow::Result<ExitCode> {
         args.path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `n` with `_` between groups of three digits, as TOML allows (`200_000_000`).
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('_');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn lang_name(lang: Lang) -> &'static str {
@@ -360,6 +340,24 @@ mod tests {
             relative(Path::new("/a/b"), Path::new("/a/b/sdk")),
             PathBuf::from("sdk")
         );
+    }
+
+    #[test]
+    fn every_language_has_a_template_for_every_world() {
+        use clap::ValueEnum as _;
+        for lang in Lang::value_variants() {
+            for world in World::value_variants() {
+                let files = files(*lang, *world);
+                assert!(files.iter().all(|(_, text)| !text.is_empty()));
+            }
+        }
+    }
+
+    #[test]
+    fn fuel_is_grouped_by_thousands() {
+        assert_eq!(grouped(1_000_000_000), "1_000_000_000");
+        assert_eq!(grouped(100), "100");
+        assert_eq!(grouped(1234), "1_234");
     }
 
     #[test]
