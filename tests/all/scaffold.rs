@@ -23,14 +23,13 @@ fn portcullis(dir: &Path, args: &[&str]) -> Output {
         .expect("portcullis runs")
 }
 
-/// A temporary directory inside the checkout (below `target/`), so projects find it
-/// (and its pinned toolchain) by themselves, as they do when made under `policies/`.
+/// A temporary directory at the checkout's root (`.scaffold-*`, ignored by git), so
+/// projects find the checkout (and its pinned toolchain) by themselves, as they do when
+/// made under `policies/`. Not below `target/`, which CI links to a cache elsewhere.
 fn workspace() -> tempfile::TempDir {
-    let dir = root().join("target");
-    std::fs::create_dir_all(&dir).unwrap();
     tempfile::Builder::new()
-        .prefix("scaffold-")
-        .tempdir_in(dir)
+        .prefix(".scaffold-")
+        .tempdir_in(root())
         .unwrap()
 }
 

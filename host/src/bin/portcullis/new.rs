@@ -58,7 +58,6 @@ impl World {
             World::ToolSandbox => "tool",
         }
     }
-
 }
 
 /// Every template, by its path below `host/templates/`, compiled into the binary.
@@ -105,7 +104,10 @@ fn files(lang: Lang, world: World) -> Vec<(&'static str, &'static str)> {
         ("policy.toml", template("policy.toml")),
         ("portcullis.toml", template("portcullis.toml")),
         ("README.md", template("README.md")),
-        ("fixtures/cases.jsonl", template(&format!("fixtures/{w}.jsonl"))),
+        (
+            "fixtures/cases.jsonl",
+            template(&format!("fixtures/{w}.jsonl")),
+        ),
         (".gitignore", "/build/\n/dev/\n/target/\n__pycache__/\n"),
     ];
     files.extend(match lang {
@@ -192,13 +194,21 @@ pub fn new(args: &NewArgs) -> anyhow::Result<ExitCode> {
             args.path.display()
         );
     }
-    let project = std::path::absolute(&args.path)?;
-    let parent = project
-        .parent()
-        .context("the project has no parent directory")?;
+    // Physical paths (symlinks resolved): the relative paths written into the project
+    // are resolved by the OS, which follows `..` from where a directory really is.
+    let physical = |dir: &Path| {
+        std::fs::canonicalize(dir).with_context(|| format!("cannot find {}", dir.display()))
+    };
+    let absolute = std::path::absolute(&args.path)?;
+    let parent = physical(
+        absolute
+            .parent()
+            .context("the project has no parent directory")?,
+    )?;
+    let project = parent.join(name);
     let checkout = match &args.portcullis {
-        Some(dir) => std::path::absolute(dir)?,
-        None => find_checkout(parent)?,
+        Some(dir) => physical(dir)?,
+        None => find_checkout(&parent)?,
     };
     for needed in ["sdk", "wit/policy.wit"] {
         if !checkout.join(needed).exists() {
