@@ -940,6 +940,29 @@ void pc_deny_if_any(pc_findings_t *findings, portcullis_policy_types_verdict_t *
   findings->len = 0;
 }
 
+void pc_redact(pc_findings_t *findings, const char *replacement,
+               portcullis_policy_types_verdict_t *ret) {
+  if (!findings->len) {
+    pc_deny_if_any(findings, ret);  // allow
+    return;
+  }
+  portcullis_policy_types_list_edit_t edits = {calloc(findings->len, sizeof *edits.ptr),
+                                               findings->len};
+  if (!edits.ptr) pc_fail("out of memory");
+  for (size_t i = 0; i < findings->len; i++) {
+    if (!findings->ptr[i].span.is_some) pc_fail("pc_redact: a finding without a span");
+    edits.ptr[i].tag = PORTCULLIS_POLICY_TYPES_EDIT_REDACT;
+    edits.ptr[i].val.redact.span = findings->ptr[i].span.val;
+    edits.ptr[i].val.redact.replacement = pc_string(replacement);
+  }
+  memset(ret, 0, sizeof *ret);
+  ret->tag = PORTCULLIS_POLICY_TYPES_VERDICT_MODIFY;
+  ret->val.modify.edits = edits;
+  ret->val.modify.findings = *findings;
+  findings->ptr = NULL;
+  findings->len = 0;
+}
+
 // ---- host regular expressions ---------------------------------------------------------
 
 portcullis_policy_matchers_own_matcher_t pc_matcher(const pc_json *patterns) {

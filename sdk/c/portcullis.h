@@ -160,6 +160,10 @@ void pc_findings_push(pc_findings_t *findings, portcullis_policy_types_category_
                       uint32_t index, uint32_t start, uint32_t end);
 // Deny with the findings, or allow (the verdict takes ownership of them).
 void pc_deny_if_any(pc_findings_t *findings, portcullis_policy_types_verdict_t *ret);
+// Replace the span of every finding with `replacement` (spans must not overlap): modify
+// with the findings, or allow when there are none (the verdict takes ownership).
+void pc_redact(pc_findings_t *findings, const char *replacement,
+               portcullis_policy_types_verdict_t *ret);
 
 // ---- host regular expressions -----------------------------------------------------
 

@@ -94,6 +94,16 @@ export function denyIfAny(findings) {
   return findings.length ? { tag: 'deny', val: findings } : { tag: 'allow', val: [] };
 }
 
+/** Replace the span of every finding (spans must not overlap): a modify verdict
+ * carrying the findings, or allow when there are none. `replacement` is a string, or a
+ * function of the finding returning one (e.g. numbered placeholders). */
+export function redact(findings, replacement) {
+  if (!findings.length) return { tag: 'allow', val: [] };
+  const replace = typeof replacement === 'function' ? replacement : () => replacement;
+  const edits = findings.map((f) => ({ tag: 'redact', val: { span: f.span, replacement: replace(f) } }));
+  return { tag: 'modify', val: { edits, findings } };
+}
+
 /** `text` with ASCII letters lowercased and nothing else changed (indices stay valid,
  * unlike toLowerCase() on some non-ASCII text). */
 export function asciiLower(text) {

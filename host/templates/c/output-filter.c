@@ -84,26 +84,11 @@ void exports_portcullis_policy_response_filter_check_response(
     output_filter_string_t *text, exports_portcullis_policy_response_filter_verdict_t *ret) {
   words_t w = redacted_words();
   pc_findings_t findings = {0};
-  portcullis_policy_types_list_edit_t edits = {0};
   size_t start, word;
   for (size_t at = 0; next_occurrence(&w, text->ptr, text->len, at, &start, &word);
-       at = start + w.len[word]) {
+       at = start + w.len[word])
     push_finding(&findings, word, start, start + w.len[word]);
-    edits.ptr = realloc(edits.ptr, (edits.len + 1) * sizeof *edits.ptr);
-    if (!edits.ptr) pc_fail("out of memory");
-    portcullis_policy_types_edit_t *edit = &edits.ptr[edits.len++];
-    edit->tag = PORTCULLIS_POLICY_TYPES_EDIT_REDACT;
-    edit->val.redact.span = findings.ptr[findings.len - 1].span.val;
-    edit->val.redact.replacement = pc_string(REPLACEMENT);
-  }
-  memset(ret, 0, sizeof *ret);
-  if (findings.len) {
-    ret->tag = PORTCULLIS_POLICY_TYPES_VERDICT_MODIFY;
-    ret->val.modify.edits = edits;
-    ret->val.modify.findings = findings;
-  } else {
-    ret->tag = PORTCULLIS_POLICY_TYPES_VERDICT_ALLOW;  // with an empty list of findings
-  }
+  pc_redact(&findings, REPLACEMENT, ret);
   free(w.text);
   free(w.len);
   exports_portcullis_policy_response_filter_request_context_free(context);

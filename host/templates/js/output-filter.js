@@ -112,9 +112,7 @@ class ResponseStream {
 export const responseFilter = {
   checkResponse(context, text) {
     const findings = occurrences(text, redactedWords()).map((o) => redactionFinding(o));
-    if (!findings.length) return { tag: 'allow', val: [] };
-    const edits = findings.map((f) => ({ tag: 'redact', val: { span: f.span, replacement: REPLACEMENT } }));
-    return { tag: 'modify', val: { edits, findings } };
+    return p.redact(findings, REPLACEMENT);
   },
   ResponseStream,
 };

@@ -60,10 +60,7 @@ class ResponseFilter(exports.ResponseFilter):
     def check_response(self, context, text):
         findings = [redaction_finding(i, s, e)
                     for s, e, i in occurrences(text.encode("utf-8"), redacted_words())]
-        if not findings:
-            return types.Verdict_Allow([])
-        edits = [types.Edit_Redact(types.Redaction(f.span, REPLACEMENT)) for f in findings]
-        return types.Verdict_Modify(types.Modification(edits, findings))
+        return p.redact(findings, REPLACEMENT)
 
 
 class ResponseStream(response_filter.ResponseStream):

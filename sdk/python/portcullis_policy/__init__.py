@@ -15,7 +15,7 @@ from .strict_json import JSONError, loads as parse_json
 
 __all__ = [
     "config", "raw_config", "parse_json", "JSONError", "fail", "log", "category",
-    "severity", "finding", "deny_if_any", "byte_finding", "utf8_offset", "ascii_lower",
+    "severity", "finding", "deny_if_any", "redact", "byte_finding", "utf8_offset", "ascii_lower",
     "Matcher", "PatternError", "scanned_messages",
 ]
 
@@ -124,6 +124,17 @@ def byte_finding(category_name, severity_name, message, index, start, end):
 def deny_if_any(findings):
     """Deny when there is any finding, allow otherwise."""
     return types.Verdict_Deny(findings) if findings else types.Verdict_Allow([])
+
+
+def redact(findings, replacement):
+    """Replace the span of every finding (spans must not overlap): a modify verdict
+    carrying the findings, or allow when there are none. `replacement` is a string, or a
+    function of the finding returning one (e.g. numbered placeholders)."""
+    if not findings:
+        return types.Verdict_Allow([])
+    replace = replacement if callable(replacement) else (lambda _finding: replacement)
+    edits = [types.Edit_Redact(types.Redaction(f.span, replace(f))) for f in findings]
+    return types.Verdict_Modify(types.Modification(edits, findings))
 
 
 def ascii_lower(text):
