@@ -183,10 +183,49 @@ async fn keyword_guard_in(lang: Lang) {
     assert_eq!(finding["category"], "jailbreak");
 }
 
+/// A call with thousands of offending strings is refused with the first 10 distinct
+/// findings within the default limits (every version stops checking once it has 10).
+async fn refuses_a_flood_of_offending_arguments(wasm: &[u8]) {
+    use portcullis::bindings::{Authorization, RequestContext, ToolCall, ToolDefinition};
+    let policy = crate::support::engine()
+        .load(
+            "tool-allowlist",
+            wasm,
+            TOOL_ALLOWLIST.config.into(),
+            Limits::default(),
+        )
+        .unwrap();
+    let context = RequestContext {
+        request_id: "flood".into(),
+        client_id: "test".into(),
+        model: "test".into(),
+        metadata: Vec::new(),
+    };
+    let tool = ToolDefinition {
+        server: "fs".into(),
+        name: "read_file".into(),
+        description: "Read a file.".into(),
+        input_schema: "{}".into(),
+    };
+    let paths: Vec<String> = (0..5000).map(|i| format!("../secret/{i}")).collect();
+    let call = ToolCall {
+        id: "call_1".into(),
+        server: "fs".into(),
+        name: "read_file".into(),
+        arguments: json!({ "path": paths }).to_string(),
+    };
+    let run = policy.check_calls(&context, &[tool], &[call]).await;
+    match run.result.as_deref() {
+        Ok([Authorization::Deny(findings)]) => assert_eq!(findings.len(), 10),
+        other => panic!("{other:?} after {} fuel", run.fuel_used),
+    }
+}
+
 async fn tool_allowlist_in(lang: Lang) {
     let Some(port) = port(TOOL_ALLOWLIST.name, lang) else {
         return;
     };
+    refuses_a_flood_of_offending_arguments(&std::fs::read(port).unwrap()).await;
     let (_dir, served) = TOOL_ALLOWLIST.holds_to_the_rust_version(port).await;
     let tools = json!([
         {"type": "function", "function": {"name": "fs__read_file", "description": "Read a file.",
@@ -297,6 +336,9 @@ async fn the_rust_examples_pass_the_conformance_kit_for_every_contract() {
         let failed: Vec<_> = checks.iter().filter(|c| !c.passed).collect();
         assert!(failed.is_empty(), "{name}: {failed:#?}");
         let names: Vec<_> = checks.iter().map(|c| c.name).collect();
+        if name.contains("tool") {
+            refuses_a_flood_of_offending_arguments(&guest(name)).await;
+        }
         if name.contains("tool") {
             assert!(names.contains(&"answers hostile calls, one authorization each"));
         } else {

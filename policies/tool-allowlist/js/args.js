@@ -28,11 +28,28 @@ const SHELL_META = [
   ['\r', 'carriage return'],
 ];
 
-/** What the argument checks found in one call. */
-export function check(argumentsValue, config) {
-  const problems = [];
+/** The distinct problems found with one call, in the order found, up to `limit`: once
+ * it is full the checks stop (nothing more could be reported, and a call with
+ * thousands of offending strings is refused without exhausting the fuel). */
+export class Problems {
+  constructor(limit) {
+    this.list = [];
+    this.limit = limit;
+  }
+
+  /** Record `problem` unless it is already recorded or the collection is full. */
+  push(problem) {
+    if (!this.isFull() && !this.list.includes(problem)) this.list.push(problem);
+  }
+
+  isFull() {
+    return this.list.length >= this.limit;
+  }
+}
+
+/** Run the argument checks on one call's arguments into `problems`. */
+export function check(argumentsValue, config, problems) {
   walk(argumentsValue, false, '$', config, problems);
-  return problems;
 }
 
 /** Check the strings in `value`, whose property name is (`commandLike`) or is not a
@@ -41,9 +58,14 @@ function walk(value, commandLike, path, config, out) {
   if (typeof value === 'string') {
     checkString(value, commandLike, path, config, out);
   } else if (Array.isArray(value)) {
-    value.forEach((item, i) => walk(item, commandLike, `${path}[${i}]`, config, out));
+    for (let i = 0; i < value.length && !out.isFull(); i++) {
+      walk(value[i], commandLike, `${path}[${i}]`, config, out);
+    }
   } else if (isObject(value)) {
-    for (const k of sortedKeys(value)) walk(value[k], isCommandKey(k), childPath(path, k), config, out);
+    for (const k of sortedKeys(value)) {
+      if (out.isFull()) break;
+      walk(value[k], isCommandKey(k), childPath(path, k), config, out);
+    }
   }
 }
 

@@ -115,12 +115,12 @@ function callFindings(config, index, tools, call) {
   if (argumentsValue === undefined) {
     return [finding('high', 'call arguments are not valid JSON', index, 0, span)];
   }
-  const problems = [];
+  const problems = new args.Problems(MAX_FINDINGS);
   if (schema !== undefined) {
-    const errors = validate(schema, argumentsValue, new Patterns(schema));
-    problems.push(...errors.map((e) => `arguments do not match the input schema: ${e}`));
+    for (const e of validate(schema, argumentsValue, new Patterns(schema))) {
+      problems.push(`arguments do not match the input schema: ${e}`);
+    }
   }
-  if (config.argumentChecks) problems.push(...args.check(argumentsValue, config));
-  return [...new Set(problems)].slice(0, MAX_FINDINGS)
-    .map((problem) => finding('high', problem, index, 0, span));
+  if (config.argumentChecks) args.check(argumentsValue, config, problems);
+  return problems.list.map((problem) => finding('high', problem, index, 0, span));
 }

@@ -49,14 +49,50 @@ const SHELL_META: &[(&str, &str)] = &[
     ("\r", "carriage return"),
 ];
 
-/// What the argument checks found in one call (messages name the JSON path only).
-pub fn check(arguments: &Value, config: &Config) -> Vec<String> {
-    let mut problems = Vec::new();
-    walk(arguments, "", "$", config, &mut problems);
-    problems
+/// The distinct problems found with one call, in the order found, up to a limit: once
+/// it is full, the checks stop (nothing more could be reported, and a call with
+/// thousands of offending strings is refused without exhausting the fuel).
+pub struct Problems {
+    list: Vec<String>,
+    limit: usize,
 }
 
-fn walk(value: &Value, key: &str, path: &str, config: &Config, out: &mut Vec<String>) {
+impl Problems {
+    /// An empty collection keeping at most `limit` problems.
+    pub fn new(limit: usize) -> Self {
+        Problems {
+            list: Vec::new(),
+            limit,
+        }
+    }
+
+    /// Record `problem` unless it is already recorded or the collection is full.
+    pub fn push(&mut self, problem: String) {
+        if !self.is_full() && !self.list.contains(&problem) {
+            self.list.push(problem);
+        }
+    }
+
+    /// Whether nothing more will be recorded.
+    pub fn is_full(&self) -> bool {
+        self.list.len() >= self.limit
+    }
+
+    /// The problems, in the order found.
+    pub fn into_vec(self) -> Vec<String> {
+        self.list
+    }
+}
+
+/// Run the argument checks on one call's arguments (messages name the JSON path only).
+pub fn check(arguments: &Value, config: &Config, out: &mut Problems) {
+    walk(arguments, "", "$", config, out);
+}
+
+fn walk(value: &Value, key: &str, path: &str, config: &Config, out: &mut Problems) {
+    if out.is_full() {
+        return;
+    }
     match value {
         Value::String(s) => check_string(s, key, path, config, out),
         Value::Array(items) => {
@@ -73,7 +109,7 @@ fn walk(value: &Value, key: &str, path: &str, config: &Config, out: &mut Vec<Str
     }
 }
 
-fn check_string(s: &str, key: &str, path: &str, config: &Config, out: &mut Vec<String>) {
+fn check_string(s: &str, key: &str, path: &str, config: &Config, out: &mut Problems) {
     let command_like = is_command_key(key);
     if has_traversal(s, command_like) {
         out.push(format!("path traversal in argument {path}"));

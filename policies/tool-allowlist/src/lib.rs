@@ -226,25 +226,21 @@ fn call_findings(
             ),
         ];
     };
-    let mut problems = Vec::new();
+    let mut problems = args::Problems::new(MAX_FINDINGS);
     if config.check_schema
         && let Some(schema) = parse_schema(&tool.input_schema)
     {
         let mut patterns = schema::Patterns::of(&schema);
-        problems.extend(
-            schema::validate(&schema, &arguments, &mut patterns)
-                .into_iter()
-                .map(|e| format!("arguments do not match the input schema: {e}")),
-        );
+        for e in schema::validate(&schema, &arguments, &mut patterns) {
+            problems.push(format!("arguments do not match the input schema: {e}"));
+        }
     }
     if config.argument_checks {
-        problems.extend(args::check(&arguments, config));
+        args::check(&arguments, config, &mut problems);
     }
-    let mut seen = std::collections::BTreeSet::new();
-    problems.retain(|p| seen.insert(p.clone()));
     problems
+        .into_vec()
         .into_iter()
-        .take(MAX_FINDINGS)
         .map(|p| finding(Severity::High, p).at(index, 0, call.arguments.len()))
         .collect()
 }
