@@ -35,14 +35,13 @@ pub enum Lang {
 }
 
 impl Lang {
-    /// The environment variable naming this language's compiler, and its default.
-    fn tool(self) -> (&'static str, &'static str) {
+    /// The environment variable that may name this language's compiler.
+    fn tool_variable(self) -> &'static str {
         match self {
-            Lang::Rust => ("CARGO", "cargo"),
-            Lang::Python => ("PORTCULLIS_COMPONENTIZE_PY", "componentize-py"),
-            // The default is found in the SDK (see `Build::componentize_js`).
-            Lang::Js => ("PORTCULLIS_COMPONENTIZE_JS", ""),
-            Lang::C => ("PORTCULLIS_CLANG", "clang"),
+            Lang::Rust => "CARGO",
+            Lang::Python => "PORTCULLIS_COMPONENTIZE_PY",
+            Lang::Js => "PORTCULLIS_COMPONENTIZE_JS",
+            Lang::C => "PORTCULLIS_CLANG",
         }
     }
 }
@@ -206,15 +205,14 @@ impl Build {
         })
     }
 
-    /// The compiler: `--tool`, else the language's environment variable, else its
-    /// default (a program on PATH).
-    fn tool(&self) -> Option<OsString> {
-        let (variable, default) = self.lang.tool();
+    /// The compiler: `--tool`, else the language's environment variable, else
+    /// `default` (a program on PATH, or for JavaScript the SDK's componentize-js).
+    fn tool(&self, default: impl Into<OsString>) -> OsString {
         self.tool
             .as_ref()
             .map(|t| t.as_os_str().to_owned())
-            .or_else(|| std::env::var_os(variable).filter(|v| !v.is_empty()))
-            .or_else(|| (!default.is_empty()).then(|| default.into()))
+            .or_else(|| std::env::var_os(self.lang.tool_variable()).filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| default.into())
     }
 
     fn only_source(&self) -> anyhow::Result<&Path> {
@@ -277,7 +275,7 @@ fn read_output(path: &Path) -> anyhow::Result<Vec<u8>> {
 fn rust(req: &Build) -> anyhow::Result<Vec<u8>> {
     let dir = req.only_source()?;
     let manifest = dir.join("Cargo.toml");
-    let mut cargo = Command::new(req.tool().unwrap_or_else(|| "cargo".into()));
+    let mut cargo = Command::new(req.tool("cargo"));
     cargo
         // From the crate, so its own (or its checkout's) rust-toolchain.toml applies.
         .current_dir(dir)
@@ -332,8 +330,7 @@ fn python(req: &Build, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let out = scratch.0.join("policy.wasm");
-    let tool = req.tool().context("no componentize-py")?;
-    let mut command = Command::new(tool);
+    let mut command = Command::new(req.tool("componentize-py"));
     command
         .arg("-d")
         .arg(&req.wit)
@@ -361,9 +358,8 @@ fn js(req: &Build, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
         |p: &Path| std::fs::canonicalize(p).with_context(|| format!("cannot find {}", p.display()));
     let entry = canonical(req.only_source()?)?;
     let sdk = canonical(&req.sdk)?;
-    let cli = req.tool().map_or_else(
-        || sdk.join("js/node_modules/@bytecodealliance/componentize-js/src/cli.js"),
-        PathBuf::from,
+    let cli = PathBuf::from(
+        req.tool(sdk.join("js/node_modules/@bytecodealliance/componentize-js/src/cli.js")),
     );
     if !cli.exists() {
         bail!(
@@ -409,7 +405,7 @@ fn c(req: &Build, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
     let generated = c_bindings(&req.wit, &req.world, &gen_dir)?;
     let core = scratch.0.join("policy.core.wasm");
     let sdk = req.sdk.join("c");
-    let mut clang = Command::new(req.tool().unwrap_or_else(|| "clang".into()));
+    let mut clang = Command::new(req.tool("clang"));
     clang
         .args(["--target=wasm32-wasi", "-mexec-model=reactor", "-O2"])
         .args(["-Wall", "-Werror", "-Wl,--strip-debug"])
