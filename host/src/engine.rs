@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker, Resource, ResourceTable, ResourceType};
 use wasmtime::{
@@ -227,7 +226,7 @@ impl Engine {
                 limits.memory_bytes, self.max_memory_bytes
             )));
         }
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(wasm)));
+        let digest = crate::artifact::statement::sha256_digest(wasm);
         let component = self
             .compile(&digest, wasm)
             .map_err(|e| invalid(e.to_string()))?;

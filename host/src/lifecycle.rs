@@ -855,7 +855,9 @@ pub fn now() -> String {
 
 /// A verifier for `config`'s trust store and the SHA-256 of the store file (to notice
 /// changes), from one read; both `None` with `allow_unsigned`.
-fn trust_for(config: &PipelineConfig) -> Result<(Option<Verifier>, Option<String>), LoadError> {
+pub(crate) fn trust_for(
+    config: &PipelineConfig,
+) -> Result<(Option<Verifier>, Option<String>), LoadError> {
     let Some((store, state)) = config.trust_paths() else {
         return Ok((None, None));
     };

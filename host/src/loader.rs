@@ -78,7 +78,7 @@ impl Candidate {
 
     /// The component's `sha256:` digest.
     pub fn digest(&self) -> String {
-        format!("sha256:{}", hex::encode(Sha256::digest(&self.wasm)))
+        crate::artifact::statement::sha256_digest(&self.wasm)
     }
 }
 

@@ -199,18 +199,7 @@ impl Drop for TestRegistry {
 
 /// The registry binary, or `None` outside CI (the test is then skipped, loudly).
 pub fn registry_bin() -> Option<PathBuf> {
-    let bin = std::env::var_os("PORTCULLIS_REGISTRY_BIN").map(PathBuf::from);
-    match bin.filter(|b| b.is_file()) {
-        Some(bin) => Some(bin),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must provide Debian's docker-registry (PORTCULLIS_REGISTRY_BIN, see .ci/run)"
-            );
-            eprintln!("SKIPPED: no docker-registry (set PORTCULLIS_REGISTRY_BIN, see .ci/run)");
-            None
-        }
-    }
+    toolchain("PORTCULLIS_REGISTRY_BIN", "Debian's docker-registry")
 }
 
 impl TestRegistry {
@@ -415,8 +404,9 @@ impl Drop for ServedHost {
     }
 }
 
-/// A language toolchain named by an environment variable (set by `.ci/run`), or
-/// `None` outside CI (the test is then skipped, loudly).
+/// A third-party tool (a language toolchain, the registry) named by an environment
+/// variable (set by `.ci/run`), or `None` outside CI (the test is then skipped,
+/// loudly).
 fn toolchain(variable: &str, what: &str) -> Option<PathBuf> {
     let tool = std::env::var_os(variable).map(PathBuf::from);
     match tool.filter(|t| t.is_file()) {

@@ -47,6 +47,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// `sha256:<hex>` of `bytes`: the digest form components are named by (registries,
+/// the compile cache, statuses).
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", sha256_hex(bytes))
+}
+
 impl Statement {
     /// The statement for `wasm` with `predicate`.
     pub fn new(wasm: &[u8], predicate: Predicate) -> Statement {

@@ -676,25 +676,7 @@ impl Verifier {
         let skew = self.store.clock_skew;
 
         // Each signing key must qualify for this statement; a key counts once.
-        let need = self.store.threshold_for(&p.name);
-        let mut qualifying = Vec::new();
-        let mut first_refusal = None;
-        for id in &signed_by {
-            let key = &self.store.keys[id];
-            match qualify(key, p, now, skew) {
-                Ok(()) => qualifying.push(id.clone()),
-                Err(e) => {
-                    first_refusal.get_or_insert(e);
-                }
-            }
-        }
-        if (qualifying.len() as u32) < need {
-            return Err(first_refusal.unwrap_or(VerifyError::ThresholdNotMet {
-                name: p.name.clone(),
-                have: qualifying.len() as u32,
-                need,
-            }));
-        }
+        let qualifying = self.threshold(&signed_by, &p.name, |key| qualify(key, p, now, skew))?;
 
         let not_before = p
             .not_before_time()
@@ -765,26 +747,40 @@ impl Verifier {
         let (payload, signed_by) = self.authenticate(bundle)?;
         let (name, sequence, document) = parse(&payload)?;
         let now = self.now.unwrap_or_else(OffsetDateTime::now_utc);
-        let need = self.store.threshold_for(&name);
-        let mut qualifying = 0;
+        self.threshold(&signed_by, &name, |key| {
+            qualify_scope(key, &name, now, self.store.clock_skew)
+        })?;
+        self.advance_mark(mark, sequence, digest.to_string())?;
+        Ok(document)
+    }
+
+    /// The keys of `signed_by` that `qualify` accepts for `name`, if they are at least
+    /// the store's threshold for it; otherwise the first refusal (or the shortfall).
+    fn threshold(
+        &self,
+        signed_by: &BTreeSet<String>,
+        name: &str,
+        qualify: impl Fn(&TrustedKey) -> Result<(), VerifyError>,
+    ) -> Result<Vec<String>, VerifyError> {
+        let need = self.store.threshold_for(name);
+        let mut qualifying = Vec::new();
         let mut first_refusal = None;
-        for id in &signed_by {
-            match qualify_scope(&self.store.keys[id], &name, now, self.store.clock_skew) {
-                Ok(()) => qualifying += 1,
+        for id in signed_by {
+            match qualify(&self.store.keys[id]) {
+                Ok(()) => qualifying.push(id.clone()),
                 Err(e) => {
                     first_refusal.get_or_insert(e);
                 }
             }
         }
-        if qualifying < need {
+        if (qualifying.len() as u32) < need {
             return Err(first_refusal.unwrap_or(VerifyError::ThresholdNotMet {
-                name,
-                have: qualifying,
+                name: name.to_string(),
+                have: qualifying.len() as u32,
                 need,
             }));
         }
-        self.advance_mark(mark, sequence, digest.to_string())?;
-        Ok(document)
+        Ok(qualifying)
     }
 
     /// Parse `bundle` and check every signature by a key in the store: the payload

@@ -11,8 +11,9 @@ use oci_client::errors::{DigestError, OciDistributionError};
 
 use super::auth::Credentials;
 use super::layout::{self, Descriptor, Document, Index, Manifest};
-use super::reference::{ArtifactRef, sha256_digest};
+use super::reference::ArtifactRef;
 use crate::artifact::bundle::{Bundle, MAX_BUNDLE_BYTES};
+use crate::artifact::statement::sha256_digest;
 
 /// Manifests larger than this are refused (registries cap them at 4 MiB too).
 const MAX_MANIFEST_BYTES: usize = 4 << 20;

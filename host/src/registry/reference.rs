@@ -106,11 +106,6 @@ pub fn is_sha256_digest(text: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", crate::artifact::statement::sha256_hex(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

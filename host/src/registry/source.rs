@@ -22,7 +22,7 @@ use super::client::{Registry, RegistryError};
 use super::index::PolicySet;
 use super::reference::ArtifactRef;
 use super::{RegistrySection, options};
-use crate::artifact::trust::{TrustStore, Verifier, VerifyError, exports_via_engine};
+use crate::artifact::trust::{Verifier, VerifyError, exports_via_engine};
 use crate::config::PipelineConfig;
 use crate::engine::Engine;
 use crate::lifecycle::PolicyHost;
@@ -553,15 +553,13 @@ pub fn registry_refs(config: &PipelineConfig) -> Vec<(String, String)> {
     refs
 }
 
-/// The verifier for `config`, and the SHA-256 of its trust store file.
+/// The verifier for `config`, and the SHA-256 of its trust store file (the host's
+/// own reading of the store).
 fn verifier(config: &PipelineConfig) -> Result<(Verifier, String), String> {
-    let (path, state) = config
-        .trust_paths()
-        .ok_or("registry policies need a trust store ([trust] store)")?;
-    let text = crate::toml_file::read(&path).map_err(|e| e.to_string())?;
-    let store = TrustStore::parse(&text, &path).map_err(|e| e.to_string())?;
-    let fingerprint = crate::artifact::statement::sha256_hex(text.as_bytes());
-    Ok((Verifier::new(store).with_state(state), fingerprint))
+    match crate::lifecycle::trust_for(config).map_err(|e| e.to_string())? {
+        (Some(verifier), Some(fingerprint)) => Ok((verifier, fingerprint)),
+        _ => Err("registry policies need a trust store ([trust] store)".into()),
+    }
 }
 
 fn event_of(e: &RegistryError) -> &'static str {

@@ -167,9 +167,9 @@ impl Build {
     /// The build a project's manifest describes: its `[build]` section, and the world
     /// its (validated) manifest names. `out` overrides the section's.
     pub fn from_manifest(manifest: &Path, out: Option<PathBuf>) -> anyhow::Result<Build> {
-        let predicate = portcullis::artifact::manifest::load(manifest)?;
-        let text = std::fs::read_to_string(manifest)
-            .with_context(|| format!("cannot read {}", manifest.display()))?;
+        // One read: the signed claims (validated) and the build section.
+        let text = portcullis::toml_file::read(manifest)?;
+        let predicate = portcullis::artifact::manifest::parse(&text, manifest)?;
         let project: ProjectFile = toml::from_str(&text)
             .with_context(|| format!("{}: invalid [build] section", manifest.display()))?;
         let Some(section) = project.build else {

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use portcullis::artifact::bundle;
@@ -14,7 +13,7 @@ use portcullis::artifact::trust::{TrustStore, Verifier, exports_via_engine};
 use portcullis::engine::{Engine, EngineOptions};
 use portcullis::registry::index::PolicySet;
 use portcullis::registry::source::first_verified;
-use portcullis::registry::{ArtifactRef, Credentials, Options, Registry};
+use portcullis::registry::{ArtifactRef, Registry, RegistrySection, options};
 
 /// How to reach the registry.
 #[derive(clap::Args)]
@@ -47,9 +46,18 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
+    /// A client as the host's `[registry]` section with these values would make it,
+    /// plus the credentials given on the command line.
     fn registry(&self, reference: &ArtifactRef) -> anyhow::Result<Registry> {
-        let mut credentials =
-            Credentials::load(self.credentials.as_deref()).map_err(anyhow::Error::msg)?;
+        let section = RegistrySection {
+            insecure: self.insecure.clone(),
+            ca_file: self.ca_file.clone(),
+            credentials: self.credentials.clone(),
+            timeout_seconds: self.timeout,
+            max_blob_mb: self.max_blob_mb,
+            ..RegistrySection::default()
+        };
+        let mut options = options(&section, Path::new("")).map_err(anyhow::Error::msg)?;
         let host = reference.registry();
         if let Some(user) = &self.username {
             let password = if self.password_stdin {
@@ -64,24 +72,11 @@ impl RegistryArgs {
                      --password-stdin",
                 )?
             };
-            credentials = credentials.basic(host, user, &password);
+            options.credentials = options.credentials.basic(host, user, &password);
         } else if let Ok(token) = std::env::var("PORTCULLIS_REGISTRY_TOKEN") {
-            credentials = credentials.bearer(host, &token);
+            options.credentials = options.credentials.bearer(host, &token);
         }
-        let ca_certificates = match &self.ca_file {
-            Some(path) => vec![
-                std::fs::read(path)
-                    .with_context(|| format!("cannot read the CA file {}", path.display()))?,
-            ],
-            None => Vec::new(),
-        };
-        Ok(Registry::new(Options {
-            ca_certificates,
-            insecure: self.insecure.clone(),
-            timeout: Duration::from_secs(self.timeout),
-            max_blob_bytes: self.max_blob_mb << 20,
-            credentials,
-        }))
+        Ok(Registry::new(options))
     }
 }
 
