@@ -587,6 +587,11 @@ async fn spans_form_a_tree_in_the_clients_trace_and_the_upstream_joins_it() {
     let upstream = crate::gateway::Upstream::start().await;
     let extra = upstream.config();
     let gw = Running::start(move |t| observed(t) + &extra).await;
+    // Other tests' threads register span callsites concurrently; one registered while
+    // this test's dispatcher was being set up can keep a cached "no interest" and drop
+    // its spans here (seen twice under load: the request span, or the stage spans,
+    // missing). Recompute every callsite's interest now that the dispatcher exists.
+    tracing::callsite::rebuild_interest_cache();
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     assert_eq!(
         traced_chat(
