@@ -976,14 +976,13 @@ portcullis_policy_matchers_own_matcher_t pc_matcher(const pc_json *patterns) {
   }
   portcullis_policy_matchers_own_matcher_t matcher;
   pc_string_t err;
-  bool ok = portcullis_policy_matchers_static_matcher_compile(&list, &matcher, &err);
+  bool ok = pc_matcher_try(list.ptr, n, &matcher, &err);
   free(list.ptr);
   if (!ok) {
-    char *message = pc_alloc(err.len + 11);
-    memcpy(message, "patterns: ", 10);
-    memcpy(message + 10, err.ptr, err.len);
-    message[err.len + 10] = 0;
-    pc_fail(message);
+    pc_buf message = {0};
+    pc_buf_str(&message, "patterns: ");
+    pc_buf_add(&message, (const char *)err.ptr, err.len);
+    pc_fail(message.ptr);
   }
   return matcher;
 }
