@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use portcullis::artifact::bundle;
 use portcullis::artifact::keys::read_private;
 use portcullis::artifact::manifest::format_utc;
-use portcullis::artifact::trust::{TrustStore, Verifier, exports_via_engine};
+use portcullis::artifact::trust::exports_via_engine;
 use portcullis::engine::{Engine, EngineOptions};
 use portcullis::registry::index::PolicySet;
 use portcullis::registry::source::first_verified;
@@ -124,19 +124,14 @@ pub async fn pull(
     out: &Path,
 ) -> anyhow::Result<ExitCode> {
     let reference = parse_ref(source)?;
-    let mut verifier = Verifier::new(TrustStore::load(&trust.trust)?);
-    if let Some(state) = &trust.state {
-        verifier = verifier.with_state(state);
-    }
+    let verifier = super::signing::verifier(&trust.trust, trust.state.as_deref())?;
     let fetched = args.registry(&reference)?.fetch_policy(&reference).await?;
     let engine = Engine::new(&EngineOptions::default())?;
     let wasm = &fetched.wasm;
     let verified = first_verified(&fetched.bundles, |bundle| {
-        let exports = || exports_via_engine(&engine, wasm);
-        match &trust.name {
-            Some(name) => verifier.verify_named(name, wasm, bundle, exports),
-            None => verifier.verify(wasm, bundle, exports),
-        }
+        super::signing::verify_as(&verifier, trust.name.as_deref(), wasm, bundle, || {
+            exports_via_engine(&engine, wasm)
+        })
     });
     let (bundle, verified) = match verified {
         Ok(v) => v,

@@ -78,6 +78,31 @@ pub fn sign_file(
     Ok(signed)
 }
 
+/// A verifier for the trust store `trust`, with the high-water-mark file `state` if
+/// given.
+pub fn verifier(trust: &Path, state: Option<&Path>) -> anyhow::Result<Verifier> {
+    let verifier = Verifier::new(TrustStore::load(trust)?);
+    Ok(match state {
+        Some(state) => verifier.with_state(state),
+        None => verifier,
+    })
+}
+
+/// Verify `bundle` for `wasm` as policy `name` when given, else as the policy its
+/// statement names.
+pub fn verify_as(
+    verifier: &Verifier,
+    name: Option<&str>,
+    wasm: &[u8],
+    bundle: &[u8],
+    exports: impl FnOnce() -> Result<portcullis::policy::Exports, String>,
+) -> Result<portcullis::artifact::trust::Verified, portcullis::artifact::trust::VerifyError> {
+    match name {
+        Some(name) => verifier.verify_named(name, wasm, bundle, exports),
+        None => verifier.verify(wasm, bundle, exports),
+    }
+}
+
 fn verify_with(
     trust: &Path,
     state: Option<&Path>,
@@ -85,11 +110,7 @@ fn verify_with(
     wasm: &[u8],
     policy: &Path,
 ) -> anyhow::Result<Result<portcullis::artifact::trust::Verified, String>> {
-    let store = TrustStore::load(trust)?;
-    let mut verifier = Verifier::new(store);
-    if let Some(state) = state {
-        verifier = verifier.with_state(state);
-    }
+    let verifier = verifier(trust, state)?;
     let sidecar = bundle::sidecar_path(policy);
     let bytes = match bundle::read_capped(&sidecar) {
         Ok(b) => b,
@@ -103,11 +124,7 @@ fn verify_with(
         let engine = Engine::new(&EngineOptions::default()).map_err(|e| e.to_string())?;
         exports_via_engine(&engine, wasm)
     };
-    let result = match name {
-        Some(name) => verifier.verify_named(name, wasm, &bytes, exports),
-        None => verifier.verify(wasm, &bytes, exports),
-    };
-    Ok(result.map_err(|e| e.to_string()))
+    Ok(verify_as(&verifier, name, wasm, &bytes, exports).map_err(|e| e.to_string()))
 }
 
 pub fn verify(
