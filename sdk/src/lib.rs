@@ -272,6 +272,42 @@ impl ChatRequest {
     }
 }
 
+impl Category {
+    /// The category a configuration names: one of the contract's (`prompt-injection`,
+    /// `jailbreak`, `pii`, `secret`, `toxicity`, `tool-misuse`, `model-extraction`,
+    /// `system-prompt-leak`), any other name a custom category.
+    pub fn from_name(name: &str) -> Category {
+        match name {
+            "prompt-injection" => Category::PromptInjection,
+            "jailbreak" => Category::Jailbreak,
+            "pii" => Category::Pii,
+            "secret" => Category::Secret,
+            "toxicity" => Category::Toxicity,
+            "tool-misuse" => Category::ToolMisuse,
+            "model-extraction" => Category::ModelExtraction,
+            "system-prompt-leak" => Category::SystemPromptLeak,
+            other => Category::Custom(other.to_string()),
+        }
+    }
+}
+
+impl Severity {
+    /// The severity a configuration names (`low`, `medium`, `high`, `critical`).
+    pub fn from_name(name: &str) -> Result<Severity, String> {
+        Ok(match name {
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            other => {
+                return Err(format!(
+                    "unknown severity {other:?}: use low, medium, high or critical"
+                ));
+            }
+        })
+    }
+}
+
 impl Role {
     /// Parse a role name as used in configurations and fixtures (`user`, `tool`, ...).
     pub fn from_name(name: &str) -> Option<Role> {

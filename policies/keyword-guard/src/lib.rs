@@ -59,9 +59,10 @@ pub struct KeywordGuard;
 impl Guardrail for KeywordGuard {
     fn check_request(request: ChatRequest) -> Verdict {
         let config: Config = portcullis_sdk::config().unwrap_or_else(|e| fail(e));
-        let category = category(config.category.as_deref().unwrap_or("prompt-injection"));
-        let severity =
-            severity(config.severity.as_deref().unwrap_or("high")).unwrap_or_else(|e| fail(e));
+        let category =
+            Category::from_name(config.category.as_deref().unwrap_or("prompt-injection"));
+        let severity = Severity::from_name(config.severity.as_deref().unwrap_or("high"))
+            .unwrap_or_else(|e| fail(e));
         if let Some(empty) = config.keywords.iter().position(String::is_empty) {
             fail(format!("keywords[{empty}] is empty"));
         }
@@ -118,34 +119,6 @@ fn find_all(haystack: &[u8], needle: &[u8]) -> Vec<usize> {
         }
     }
     found
-}
-
-fn category(name: &str) -> Category {
-    match name {
-        "prompt-injection" => Category::PromptInjection,
-        "jailbreak" => Category::Jailbreak,
-        "pii" => Category::Pii,
-        "secret" => Category::Secret,
-        "toxicity" => Category::Toxicity,
-        "tool-misuse" => Category::ToolMisuse,
-        "model-extraction" => Category::ModelExtraction,
-        "system-prompt-leak" => Category::SystemPromptLeak,
-        other => Category::Custom(other.to_string()),
-    }
-}
-
-fn severity(name: &str) -> Result<Severity, String> {
-    Ok(match name {
-        "low" => Severity::Low,
-        "medium" => Severity::Medium,
-        "high" => Severity::High,
-        "critical" => Severity::Critical,
-        other => {
-            return Err(format!(
-                "unknown severity {other:?}: use low, medium, high or critical"
-            ));
-        }
-    })
 }
 
 portcullis_sdk::export_guardrail!(KeywordGuard);
